@@ -1,0 +1,269 @@
+"""
+nanoTRM model: one small stack of transformer blocks applied recursively (TRM).
+
+    x    = embed(idx)
+    y, z = y_init, z_init
+    for s in 1..n_sup:                        # deep supervision: one forward() each
+        for c in 1..T_recursion:              # all but the last cycle under no_grad
+            for i in 1..n_loops:
+                z = net(z, x + y)             # latent reasoning sees the input
+            y = net(y, z)                     # answer update does not
+        logits_s, q_s = head(y), q_head(y)
+        y, z = y.detach(), z.detach()
+
+With recursion=False the same blocks form a plain pre-norm Llama-style decoder:
+logits = head(final_norm(blocks(x))).
+"""
+import inspect
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256
+    vocab_size: int = 50304
+    n_layer: int = 2
+    n_head: int = 4
+    n_kv_head: int = 4            # < n_head: grouped-query attention
+    n_embd: int = 128
+    mlp: str = 'swiglu'           # swiglu | gelu | silu
+    expansion: float = 4.0        # hidden width / n_embd (swiglu: 2/3 of it per branch, as Llama)
+    norm: str = 'rmsnorm'         # rmsnorm | layernorm
+    norm_position: str = 'post'   # post (TRM: bounded states under recursion) | pre
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    causal: bool = True           # causal for LMs, bidirectional for puzzles/control
+    dropout: float = 0.0
+    bias: bool = False
+    tie_weights: bool = False
+    recursion: bool = True        # False: plain GPT, blocks run once over x
+    n_loops: int = 3              # z updates per cycle
+    T_recursion: int = 2          # cycles per supervision step, the first T-1 without grad
+    n_sup: int = 4                # deep-supervision steps
+    learnable_inits: bool = False # y_init/z_init as parameters instead of fixed buffers
+    act: bool = True              # q-head for adaptive computation time
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.n_head % self.n_kv_head != 0:
+            raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
+        if (self.n_embd // self.n_head) % 2 != 0:
+            raise ValueError(f"head size n_embd/n_head={self.n_embd // self.n_head} must be even for RoPE")
+        for key, allowed in (('mlp', ('swiglu', 'gelu', 'silu')), ('norm', ('rmsnorm', 'layernorm')),
+                             ('norm_position', ('post', 'pre'))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}={getattr(self, key)!r} is not one of {allowed}")
+        for key in ('n_loops', 'T_recursion', 'n_sup'):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+    @property
+    def hidden_dim(self):
+        if self.mlp == 'swiglu':  # 2/3 keeps params equal to a 2-matrix MLP; round up to 32 for kernels
+            return 32 * math.ceil(2 * self.expansion * self.n_embd / 3 / 32)
+        return int(self.expansion * self.n_embd)
+
+    @classmethod
+    def keys(cls):
+        return [f.name for f in fields(cls)]
+
+
+def make_norm(config):
+    if config.norm == 'rmsnorm':
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_tables(head_dim, length, theta):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)  # rotate-half layout: frequencies repeat over halves
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    # x: [B, L, heads, hd], cos/sin: [L, 1, hd]; rotate_half(x) = [-x2, x1]
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
+        self.head_dim = config.n_embd // config.n_head
+        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.n_kv_head) * self.head_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.causal, self.dropout = config.causal, config.dropout
+
+    def forward(self, h, cos, sin):
+        B, L, _ = h.shape
+        qkv = self.c_attn(h).view(B, L, self.n_head + 2 * self.n_kv_head, self.head_dim)
+        # rope on q and k together, in the contiguous [B, L, heads, hd] layout (elementwise ops run fastest there)
+        qk = apply_rope(qkv[:, :, :self.n_head + self.n_kv_head], cos.to(qkv.dtype), sin.to(qkv.dtype))
+        q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
+        v = qkv[:, :, self.n_head + self.n_kv_head:]
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0,
+                                             enable_gqa=self.n_kv_head != self.n_head)
+        return self.c_proj(out.transpose(1, 2).reshape(B, L, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.kind = config.mlp
+        width = 2 * config.hidden_dim if config.mlp == 'swiglu' else config.hidden_dim
+        self.c_fc = nn.Linear(config.n_embd, width, bias=config.bias)
+        self.c_proj = nn.Linear(config.hidden_dim, config.n_embd, bias=config.bias)
+
+    def forward(self, h):
+        h = self.c_fc(h)
+        if self.kind == 'swiglu':
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h) if self.kind == 'gelu' else F.silu(h)
+        return self.c_proj(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.post = config.norm_position == 'post'
+        self.norm1, self.norm2 = make_norm(config), make_norm(config)
+        self.attn, self.mlp = Attention(config), MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, h, cos, sin):
+        if self.post:  # TRM: h = norm(h + f(h)) keeps every state at unit scale
+            h = self.norm1(h + self.drop(self.attn(h, cos, sin)))
+            return self.norm2(h + self.drop(self.mlp(h)))
+        h = h + self.drop(self.attn(self.norm1(h), cos, sin))
+        return h + self.drop(self.mlp(self.norm2(h)))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        # pre-norm needs a final norm: it ends the plain GPT and keeps recursive states bounded
+        self.norm_f = make_norm(config) if config.norm_position == 'pre' else nn.Identity()
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.q_head = nn.Linear(config.n_embd, 1) if config.recursion and config.act else None
+        if config.recursion:
+            inits = torch.nn.init.trunc_normal_(torch.empty(2, config.n_embd), std=1.0, a=-2.0, b=2.0)
+            if config.learnable_inits:
+                self.yz_init = nn.Parameter(inits)
+            else:
+                self.register_buffer('yz_init', inits)
+        cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
+        self.register_buffer('rope_cos', cos, persistent=False)
+        self.register_buffer('rope_sin', sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # residual projections: GPT-2 scaled init
+            if name.endswith('c_proj.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if not config.tie_weights:  # unit-scale embeddings match the unit-scale y/z states
+            torch.nn.init.normal_(self.wte.weight, mean=0.0, std=1.0)
+        if self.q_head is not None:  # start out predicting "not yet right" (TRM)
+            torch.nn.init.zeros_(self.q_head.weight)
+            torch.nn.init.constant_(self.q_head.bias, -5.0)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+
+    @property
+    def n_sup(self):
+        return self.config.n_sup if self.config.recursion else 1
+
+    def net(self, h, inj=None):
+        """The one block stack, shared by every call of the recursion."""
+        L = h.size(1)
+        cos, sin = self.rope_cos[:L, None], self.rope_sin[:L, None]
+        if inj is not None:
+            h = h + inj
+        for block in self.blocks:
+            h = block(h, cos, sin)
+        return self.norm_f(h)
+
+    def initial_state(self, idx):
+        B, L = idx.shape
+        y_init, z_init = self.yz_init
+        return y_init.expand(B, L, -1), z_init.expand(B, L, -1)
+
+    def cycle(self, x, y, z):
+        for _ in range(self.config.n_loops):
+            z = self.net(z, x + y)
+        y = self.net(y, z)
+        return y, z
+
+    def forward(self, idx, y=None, z=None):
+        """One supervision step: (logits, q_logits, y, z). Only this step's last
+        cycle carries a graph, and the returned y, z are detached, so the caller can
+        backward right away and feed y, z to the next step."""
+        if idx.size(1) > self.config.block_size:
+            raise ValueError(f"sequence length {idx.size(1)} > block_size {self.config.block_size}")
+        x = self.drop(self.wte(idx))
+        if not self.config.recursion:
+            return self.lm_head(self.net(x)), None, None, None
+        if y is None:
+            y, z = self.initial_state(idx)
+        with torch.no_grad():
+            for _ in range(self.config.T_recursion - 1):
+                y, z = self.cycle(x, y, z)
+        y, z = self.cycle(x, y, z)
+        q = self.q_head(y).squeeze(-1) if self.q_head is not None else None
+        return self.lm_head(y), q, y.detach(), z.detach()
+
+    def supervision_steps(self, idx, n_sup=None):
+        """Inference: yield (logits, q_logits) after every supervision step."""
+        y = z = None
+        for _ in range(n_sup or self.n_sup):
+            logits, q, y, z = self(idx, y, z)
+            yield logits, q
+
+    # ---- bookkeeping -------------------------------------------------------
+
+    def get_num_params(self, non_embedding=True):
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and not self.config.tie_weights:
+            n -= self.wte.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len=None):
+        """Training FLOPs per token, counting every net call of the recursion:
+        the T-1 no-grad cycles forward only (1x), the last cycle and the heads
+        forward + backward (3x). Matmul FLOPs only (norms, rope, softmax ignored)."""
+        cfg, L = self.config, seq_len or self.config.block_size
+        block_mm = sum(m.weight.numel() for m in self.blocks.modules() if isinstance(m, nn.Linear))
+        attn = 2 * 2 * cfg.n_layer * L * cfg.n_embd       # QK^T and AV, full (non-causal) count as nanoGPT/PaLM
+        net_fwd = 2 * block_mm + attn
+        head_fwd = 2 * self.lm_head.weight.numel() + (2 * cfg.n_embd if self.q_head is not None else 0)
+        if not cfg.recursion:
+            return 3 * (net_fwd + head_fwd)
+        calls = cfg.n_loops + 1
+        per_step = (cfg.T_recursion - 1) * calls * net_fwd + 3 * calls * net_fwd + 3 * head_fwd
+        return cfg.n_sup * per_step
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]   # matrices and embeddings
+        no_decay = [p for p in params if p.dim() < 2]  # norms, biases, (learned) y/z inits
+        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu')
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
