@@ -1,0 +1,333 @@
+"""
+Train a recursive GPT (TRM-style) with deep supervision.
+
+    python train.py                                   # small recursive char model, ~5 min on a 2-core CPU
+    python train.py config/shakespeare_char_plain.py  # the recursion-off baseline
+    python train.py --n_sup=8 --compile=True          # any default below can be overridden
+
+Every default below is a config key (see configurator.py). Each batch runs n_sup
+supervision steps; each step gets its own loss and its own backward, so memory
+holds one step's graph (the `batch` schedule of DESIGN.md).
+"""
+import json
+import math
+import os
+import pickle
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from configurator import ConfigError, configure
+from ema import EMA
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# I/O
+out_dir = 'out-shakespeare-char'
+eval_interval = 250
+log_interval = 25
+eval_iters = 20
+eval_only = False
+always_save_checkpoint = True
+init_from = 'scratch'  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+seed = 1337
+# logging
+wandb_log = False
+wandb_project = 'nanotrm'
+wandb_run_name = 'shakespeare-char'
+# data
+dataset = 'shakespeare_char'
+batch_size = 32
+block_size = 128
+gradient_accumulation_steps = 1
+# model: a small recursive net, 2 layers x (n_loops + 1) calls x T cycles x n_sup steps
+n_layer = 2
+n_head = 4
+n_kv_head = 2
+n_embd = 128
+mlp = 'swiglu'
+expansion = 4.0
+norm = 'rmsnorm'
+norm_position = 'post'
+norm_eps = 1e-5
+rope_theta = 10000.0
+dropout = 0.0
+bias = False
+tie_weights = False
+recursion = True
+n_loops = 1
+T_recursion = 1
+n_sup = 2
+learnable_inits = False
+act = True
+# deep supervision: loss = sum_s w_s loss_s + improvement term + ACT term
+supervision_weight_base = 1.0   # w_s ~ base ** ((s-1)/(n_sup-1)); 1 = uniform
+improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())
+act_loss_weight = 0.5           # * sum_s w_s BCE(q_s, "argmax is right")
+# optimizer: AdamW, warmup + cosine
+learning_rate = 3e-3
+max_iters = 2000
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+decay_lr = True
+warmup_iters = 100
+lr_decay_iters = 2000
+min_lr = 3e-4
+# EMA of weights: used for eval and the best checkpoint
+use_ema = True
+ema_decay = 0.999
+# system
+device = ''    # '' = auto: cuda > mps > cpu
+dtype = ''     # '' = auto: bfloat16 where native (Ampere+, AMX/AVX512-BF16 CPUs), float16 on older CUDA, else float32
+compile = False
+# -----------------------------------------------------------------------------
+try:
+    config = configure(globals(), sys.argv[1:])  # what is logged and checkpointed
+except ConfigError as e:
+    sys.exit(f"error: {e}")
+globals().update(config)
+os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed)
+
+if not device:
+    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+device_type = 'cuda' if 'cuda' in device else 'mps' if 'mps' in device else 'cpu'
+if not dtype:
+    if device_type == 'cuda':
+        dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    elif device_type == 'cpu' and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()):
+        dtype = 'bfloat16'  # without AMX/AVX512-BF16, bf16 matmuls emulate and run slower than fp32
+    else:
+        dtype = 'float32'
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+
+# data: nanoGPT's format, uint16 tokens in train.bin / val.bin, optional meta.pkl
+data_dir = os.path.join('data', dataset)
+for split in ('train', 'val'):
+    if not os.path.exists(os.path.join(data_dir, f'{split}.bin')):
+        sys.exit(f"error: {os.path.join(data_dir, split + '.bin')} not found; "
+                 f"run `python data/{dataset}/prepare.py` first")
+meta_path = os.path.join(data_dir, 'meta.pkl')
+vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64
+if os.path.exists(meta_path):
+    with open(meta_path, 'rb') as f:
+        vocab_size = pickle.load(f)['vocab_size']
+
+
+def get_batch(split, generator):
+    # re-open the memmap every batch: a long-lived one keeps growing RSS
+    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
+    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
+    buf = torch.from_numpy(data[ix[:, None] + np.arange(block_size + 1)].astype(np.int64))
+    x, y = buf[:, :-1], buf[:, 1:]
+    if device_type == 'cuda':
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+# model, optimizer, EMA: from scratch or from out_dir/ckpt.pt
+model_args = {k: config[k] for k in GPTConfig.keys() if k in config}
+model_args.update(vocab_size=vocab_size, block_size=block_size, causal=True)
+ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+iter_num, best_val_loss, wandb_run_id, ckpt = 0, float('inf'), None, None
+if init_from == 'resume':
+    if not os.path.exists(ckpt_path):
+        sys.exit(f"error: init_from='resume' but {ckpt_path} does not exist; train with init_from='scratch' first")
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    differ = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
+    if differ:
+        sys.exit("error: the config does not match the checkpoint's architecture: " +
+                 ", ".join(f"{k}={new!r} (checkpoint: {old!r})" for k, (old, new) in differ.items()))
+    iter_num, best_val_loss, wandb_run_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_run_id')
+elif init_from != 'scratch':
+    sys.exit(f"error: init_from={init_from!r}; use 'scratch' or 'resume'")
+try:
+    model = GPT(GPTConfig(**model_args)).to(device)
+except ValueError as e:
+    sys.exit(f"error: {e}")
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+ema = EMA(model, ema_decay) if use_ema else None
+train_gen = torch.Generator().manual_seed(seed)  # data order: its state is the data position
+if ckpt is not None:
+    model.load_state_dict(ckpt['model'])
+    optimizer.load_state_dict(ckpt['optimizer'])
+    if ema is not None:
+        ema.load_state_dict(ckpt['ema'])
+    torch.set_rng_state(ckpt['rng']['torch'].cpu())
+    train_gen.set_state(ckpt['rng']['data'].cpu())
+    if device_type == 'cuda' and ckpt['rng'].get('cuda'):
+        torch.cuda.set_rng_state_all([s.cpu() for s in ckpt['rng']['cuda']])
+    ckpt = None  # free memory
+raw_model = model
+if compile:
+    print("compiling the model...")
+    model = torch.compile(model)
+
+S = raw_model.n_sup
+sup_weights = [supervision_weight_base ** (s / max(S - 1, 1)) for s in range(S)]
+sup_weights = [w / sum(sup_weights) for w in sup_weights]
+tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
+print(f"device {device}, dtype {dtype}, {raw_model.get_num_params() / 1e6:.2f}M non-embedding params, "
+      f"{raw_model.flops_per_token() / 1e6:.1f} MFLOPs/token (training), {tokens_per_iter:,} tokens/iter")
+
+
+def step_losses(logits, q, Y):
+    """Cross-entropy of one supervision step, plus the ACT BCE and accuracy when there is a q-head:
+    q predicts, per token, whether the step's argmax is already the target."""
+    loss = F.cross_entropy(logits.float().flatten(0, 1), Y.flatten(), ignore_index=-1)
+    if q is None:
+        return loss, None, None
+    mask = Y != -1
+    correct = (logits.argmax(-1) == Y)[mask].float()
+    q = q[mask].float()
+    bce = F.binary_cross_entropy_with_logits(q, correct)
+    return loss, bce, ((q > 0).float() == correct).float().mean()
+
+
+def train_batch(X, Y):
+    """n_sup supervision steps on one micro-batch, each with its own backward. Returns the step losses."""
+    y, z = raw_model.initial_state(X) if raw_model.config.recursion else (None, None)
+    prev, losses = None, []
+    for s in range(S):
+        with ctx:
+            logits, q, y, z = model(X, y, z)
+            loss, bce, _ = step_losses(logits, q, Y)
+            total = sup_weights[s] * loss
+            if bce is not None:
+                total = total + act_loss_weight * sup_weights[s] * bce
+            if prev is not None and improvement_reward_scale > 0:
+                total = total + improvement_reward_scale / (S - 1) * F.relu(loss - prev)
+        scaler.scale(total / gradient_accumulation_steps).backward()
+        prev = loss.detach()
+        losses.append(prev)
+    return torch.stack(losses)
+
+
+@torch.no_grad()
+def evaluate(m):
+    """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split."""
+    was_training = m.training
+    m.eval()
+    gen = torch.Generator().manual_seed(seed + 1)  # the same batches at every eval
+    out = {}
+    for split in ('train', 'val'):
+        loss_sum, acc_sum = torch.zeros(S), torch.zeros(S)
+        for _ in range(eval_iters):
+            X, Y = get_batch(split, gen)
+            with ctx:
+                for s, (logits, q) in enumerate(m.supervision_steps(X)):
+                    loss, _, acc = step_losses(logits, q, Y)
+                    loss_sum[s] += loss.item()
+                    acc_sum[s] += acc.item() if acc is not None else float('nan')
+        for s in range(S):
+            out[f'{split}_loss_s{s + 1}'] = loss_sum[s].item() / eval_iters
+            if raw_model.q_head is not None:
+                out[f'{split}_act_acc_s{s + 1}'] = acc_sum[s].item() / eval_iters
+    m.train(was_training)
+    return out
+
+
+def save_checkpoint():
+    ckpt = {
+        'model': raw_model.state_dict(), 'ema': ema.state_dict() if ema is not None else None,
+        'optimizer': optimizer.state_dict(), 'model_args': model_args, 'config': config,
+        'iter_num': iter_num, 'best_val_loss': best_val_loss, 'wandb_run_id': wandb_run_id,
+        'rng': {'torch': torch.get_rng_state(), 'data': train_gen.get_state(),
+                'cuda': torch.cuda.get_rng_state_all() if device_type == 'cuda' else []},
+    }
+    tmp = ckpt_path + '.tmp'
+    torch.save(ckpt, tmp)
+    os.replace(tmp, ckpt_path)  # atomic: a crash leaves the previous checkpoint intact
+
+
+def link_best():
+    # best.pt shares ckpt.pt's file: the next os.replace of ckpt.pt leaves it in place
+    best, tmp = os.path.join(out_dir, 'best.pt'), os.path.join(out_dir, 'best.pt.tmp')
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    os.link(ckpt_path, tmp)
+    os.replace(tmp, best)
+
+
+def log_metrics(row):
+    with open(os.path.join(out_dir, 'metrics.jsonl'), 'a') as f:
+        f.write(json.dumps(row) + '\n')
+    if wandb_log:
+        wandb.log(row, step=row['iter'])
+
+
+def get_lr(it):
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
+if wandb_log:
+    import wandb
+    run = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id, resume='allow')
+    wandb_run_id = run.id
+
+# -----------------------------------------------------------------------------
+start_iter = iter_num
+loss_acc, n_acc = torch.zeros(S), 0
+t_start = t_log = time.time()
+while True:
+    lr = get_lr(iter_num) if decay_lr else learning_rate
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+
+    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+        metrics = evaluate(ema.model if ema is not None else raw_model)
+        val_loss = metrics[f'val_loss_s{S}']
+        steps = ' | '.join(f"s{s + 1} {metrics[f'val_loss_s{s + 1}']:.4f}" for s in range(S))
+        act_info = f", ACT acc {metrics[f'val_act_acc_s{S}']:.3f}" if f'val_act_acc_s{S}' in metrics else ''
+        print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, val {val_loss:.4f} "
+              f"(per supervision step: {steps}){act_info}")
+        log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
+        improved = val_loss < best_val_loss
+        best_val_loss = min(best_val_loss, val_loss)
+        if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
+            save_checkpoint()
+            if improved:
+                link_best()
+        t_log = time.time()  # eval time is not training time
+    if iter_num >= max_iters or eval_only:
+        break
+
+    for micro_step in range(gradient_accumulation_steps):
+        X, Y = get_batch('train', train_gen)
+        loss_acc += train_batch(X, Y).float().cpu()
+        n_acc += 1
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.update(raw_model)
+    iter_num += 1
+
+    if iter_num % log_interval == 0:
+        dt = time.time() - t_log
+        losses = loss_acc / n_acc
+        tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
+        steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
+        print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
+              f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
+        log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
+                     **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
+        loss_acc, n_acc, t_log = torch.zeros(S), 0, time.time()
