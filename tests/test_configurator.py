@@ -1,0 +1,48 @@
+import pytest
+
+from configurator import ConfigError, configure
+
+DEFAULTS = {'batch_size': 12, 'learning_rate': 1e-3, 'compile': False, 'out_dir': 'out', 'device': '',
+            'wandb_run_id': None, '_private': 1, 'np': pytest}  # the last two are not config keys
+
+
+def test_file_then_overrides_in_order(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = 64\nlearning_rate = 2 * 1e-3\nout_dir = 'out-' + str(batch_size)\n")
+    got = configure(DEFAULTS, [str(cfg), '--batch_size=8', '--compile=True', '--device=cpu', '--learning_rate=1'])
+    assert got == {'batch_size': 8, 'learning_rate': 1.0, 'compile': True, 'out_dir': 'out-64', 'device': 'cpu',
+                   'wandb_run_id': None}
+    assert isinstance(got['learning_rate'], float)
+
+
+def test_string_values_stay_strings():
+    assert configure(DEFAULTS, ['--out_dir=123'])['out_dir'] == '123'
+    assert configure(DEFAULTS, ['--wandb_run_id=abc'])['wandb_run_id'] == 'abc'
+
+
+@pytest.mark.parametrize('argv, needle', [
+    (['--batch_sise=3'], "'batch_sise'"),
+    (['--batch_size=3.5'], 'batch_size'),
+    (['--batch_size=True'], 'batch_size'),
+    (['--compile=1'], 'compile'),
+    (['--batch_size'], '--key=value'),
+    (['no/such/file.py'], 'not found'),
+])
+def test_bad_arguments_raise_one_line_naming_the_problem(argv, needle):
+    with pytest.raises(ConfigError) as err:
+        configure(DEFAULTS, argv)
+    assert needle in str(err.value) and '\n' not in str(err.value)
+
+
+def test_unknown_key_in_file(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("import math\nbatch_size = 4\nlearnig_rate = math.pi\n")
+    with pytest.raises(ConfigError, match="unknown config key 'learnig_rate'"):
+        configure(DEFAULTS, [str(cfg)])
+
+
+def test_wrong_type_in_file(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = '12'\n")
+    with pytest.raises(ConfigError, match='batch_size'):
+        configure(DEFAULTS, [str(cfg)])

@@ -1,0 +1,96 @@
+import json
+import os
+
+import torch
+
+from conftest import ROOT, run_train
+
+
+def read_metrics(out_dir):
+    with open(os.path.join(out_dir, 'metrics.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def test_tiny_model_overfits_and_later_steps_are_better(run_dir):
+    run_train(run_dir, '--out_dir=out', '--n_sup=3', '--n_loops=1', '--T_recursion=1', '--max_iters=150',
+              '--lr_decay_iters=150', '--eval_interval=150', '--learning_rate=1e-2', '--min_lr=1e-3',
+              '--n_embd=64', '--n_head=4', '--n_kv_head=2', '--use_ema=False')
+    evals = [r for r in read_metrics(run_dir / 'out') if r['kind'] == 'eval']
+    first, last = evals[0], evals[-1]
+    assert last['iter'] == 150
+    assert last['train_loss_s3'] < 0.5 * first['train_loss_s3'], (first, last)
+    # deep supervision: the answer improves from step to step
+    assert last['train_loss_s3'] < last['train_loss_s1'], last
+    assert 0.0 <= last['train_act_acc_s3'] <= 1.0
+
+
+def test_resume_gives_identical_weights(run_dir):
+    common = ['--max_iters=8', '--lr_decay_iters=8', '--eval_interval=4', '--dropout=0.1', '--n_sup=2']
+    run_train(run_dir, '--out_dir=straight', *common)
+    run_train(run_dir, '--out_dir=split', *common, '--max_iters=4')
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
+    a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
+    assert a['iter_num'] == b['iter_num'] == 8
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+        assert torch.equal(a['ema']['model'][k], b['ema']['model'][k]), k
+    for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
+        assert torch.equal(sa['exp_avg'], sb['exp_avg'])
+    assert torch.equal(a['rng']['data'], b['rng']['data'])
+    # the resumed run appended to the same metrics log
+    iters = [r['iter'] for r in read_metrics(run_dir / 'split') if r['kind'] == 'train']
+    assert iters == list(range(1, 9))
+
+
+def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=3', '--eval_interval=3')
+    ckpt = load(run_dir / 'out' / 'ckpt.pt')  # weights_only=True: plain tensors and containers only
+    assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
+    assert set(ckpt['model']) == set(ckpt['ema']['model'])
+    assert ckpt['ema']['step'] == 3
+    assert not any(torch.equal(ckpt['model'][k], ckpt['ema']['model'][k])
+                   for k in ckpt['model'] if k.endswith('c_fc.weight'))
+    assert os.path.exists(run_dir / 'out' / 'best.pt')
+    assert not os.path.exists(run_dir / 'out' / 'ckpt.pt.tmp')
+
+
+def test_compile_runs_on_cpu_and_saves_without_prefix(run_dir):
+    proc = run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2', '--compile=True')
+    assert 'compiling' in proc.stdout
+    ckpt = load(run_dir / 'out' / 'ckpt.pt')
+    assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
+
+
+def test_plain_baseline_config_runs(run_dir):
+    cfg = os.path.join(ROOT, 'config', 'shakespeare_char_plain.py')
+    proc = run_train(run_dir, cfg, '--dataset=tiny', '--out_dir=out', '--max_iters=2', '--eval_interval=2',
+                     '--block_size=32', '--batch_size=4', '--n_layer=1')
+    assert 'per supervision step: s1 ' in proc.stdout and 's2' not in proc.stdout
+    assert load(run_dir / 'out' / 'ckpt.pt')['model_args']['recursion'] is False
+
+
+def one_line_error(proc):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_bad_input_gives_one_clear_line(run_dir):
+    assert "'n_layers'" in one_line_error(run_train(run_dir, '--n_layers=3', check=False))
+    assert 'n_layer' in one_line_error(run_train(run_dir, '--n_layer=2.5', check=False))
+    assert 'prepare.py' in one_line_error(run_train(run_dir, '--dataset=missing', check=False))
+    assert 'n_kv_head' in one_line_error(run_train(run_dir, '--n_kv_head=3', '--n_head=4', check=False))
+    assert 'resume' in one_line_error(run_train(run_dir, '--out_dir=none', '--init_from=resume', check=False))
+
+
+def test_resume_with_other_architecture_names_the_fields(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
+    before = (run_dir / 'out' / 'ckpt.pt').read_bytes()
+    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--n_embd=64', check=False))
+    assert 'n_embd' in line
+    assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
