@@ -45,7 +45,8 @@ class GPTConfig:
     n_loops: int = 3              # z updates per cycle
     T_recursion: int = 2          # cycles per supervision step, the first T-1 without grad
     n_sup: int = 4                # deep-supervision steps
-    learnable_inits: bool = False # y_init/z_init as parameters instead of fixed buffers
+    learnable_inits: bool = False # y_init/z_init as parameters (they only learn when T_recursion == 1:
+                                  # the no-grad cycles cut their gradient otherwise)
     act: bool = True              # q-head for adaptive computation time
 
     def __post_init__(self):
@@ -261,9 +262,10 @@ class GPT(nn.Module):
         return cfg.n_sup * per_step
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]   # matrices and embeddings
-        no_decay = [p for p in params if p.dim() < 2]  # norms, biases, (learned) y/z inits
+        decay, no_decay = [], []  # decay matrices and embeddings; not norms, biases, y/z inits
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.dim() < 2 or name == 'yz_init' else decay).append(p)
         groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
         fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu')
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
