@@ -89,9 +89,11 @@ def rope_tables(head_dim, length, theta):
 
 
 def apply_rope(x, cos, sin):
-    # x: [B, L, heads, hd], cos/sin: [L, 1, hd]; rotate_half(x) = [-x2, x1]
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    # x: [B, L, heads, hd], cos/sin: [L, 1, hd]. x * cos + rotate_half(x) * sin, with
+    # rotate_half(x) * sin == roll(x, hd/2) * [-sin1, sin2]: one roll instead of chunk/neg/cat over x
+    half = x.size(-1) // 2
+    sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+    return torch.addcmul(x * cos, x.roll(half, dims=-1), sin)
 
 
 class Attention(nn.Module):

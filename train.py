@@ -29,7 +29,7 @@ from model import GPT, GPTConfig
 # I/O
 out_dir = 'out-shakespeare-char'
 eval_interval = 250
-log_interval = 25
+log_interval = 50
 eval_iters = 20
 eval_only = False
 always_save_checkpoint = True
@@ -41,7 +41,7 @@ wandb_project = 'nanotrm'
 wandb_run_name = 'shakespeare-char'
 # data
 dataset = 'shakespeare_char'
-batch_size = 32
+batch_size = 8     # small batches, many steps: the fastest way down at this size on a CPU
 block_size = 128
 gradient_accumulation_steps = 1
 # model: a small recursive net, 2 layers x (n_loops + 1) calls x T cycles x n_sup steps
@@ -70,14 +70,14 @@ improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())
 act_loss_weight = 0.5           # * sum_s w_s BCE(q_s, "argmax is right")
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
-max_iters = 2000
+max_iters = 2500
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0
 decay_lr = True
-warmup_iters = 100
-lr_decay_iters = 2000
+warmup_iters = 50
+lr_decay_iters = 2500
 min_lr = 3e-4
 # EMA of weights: used for eval and the best checkpoint
 use_ema = True
@@ -85,7 +85,7 @@ ema_decay = 0.999
 # system
 device = ''    # '' = auto: cuda > mps > cpu
 dtype = ''     # '' = auto: bfloat16 where native (Ampere+, AMX/AVX512-BF16 CPUs), float16 on older CUDA, else float32
-compile = False
+compile = True  # inductor works on CPU too: ~20 s to compile (cached after), ~1.3x faster steps
 # -----------------------------------------------------------------------------
 try:
     config = configure(globals(), sys.argv[1:])  # what is logged and checkpointed
