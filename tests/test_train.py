@@ -16,15 +16,17 @@ def load(path):
 
 
 def test_tiny_model_overfits_and_later_steps_are_better(run_dir):
+    # weights growing with the step (base 8) make the later steps the ones that count; with uniform
+    # weights a tiny LM learns to answer at step 1 and gains nothing after it
     run_train(run_dir, '--out_dir=out', '--n_sup=3', '--n_loops=1', '--T_recursion=1', '--max_iters=150',
               '--lr_decay_iters=150', '--eval_interval=150', '--learning_rate=1e-2', '--min_lr=1e-3',
-              '--n_embd=64', '--n_head=4', '--n_kv_head=2', '--use_ema=False')
+              '--n_embd=64', '--n_head=4', '--n_kv_head=2', '--use_ema=False', '--supervision_weight_base=8.0')
     evals = [r for r in read_metrics(run_dir / 'out') if r['kind'] == 'eval']
     first, last = evals[0], evals[-1]
     assert last['iter'] == 150
     assert last['train_loss_s3'] < 0.5 * first['train_loss_s3'], (first, last)
     # deep supervision: the answer improves from step to step
-    assert last['train_loss_s3'] < last['train_loss_s1'], last
+    assert last['train_loss_s3'] < last['train_loss_s1'] - 0.03, last
     assert 0.0 <= last['train_act_acc_s3'] <= 1.0
 
 
