@@ -97,3 +97,12 @@ def test_resume_with_other_architecture_names_the_fields(run_dir):
     line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--n_embd=64', check=False))
     assert 'n_embd' in line
     assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
+
+
+def test_wandb_offline_run_is_written(run_dir, monkeypatch):
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    monkeypatch.setenv('WANDB_DIR', str(run_dir))
+    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2', '--wandb_log=True')
+    runs = list((run_dir / 'wandb').glob('offline-run-*'))
+    assert len(runs) == 1 and list(runs[0].glob('*.wandb'))
+    assert load(run_dir / 'out' / 'ckpt.pt')['wandb_run_id'] in runs[0].name
