@@ -105,15 +105,22 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.causal, self.dropout = config.causal, config.dropout
 
-    def forward(self, h, cos, sin):
+    def forward(self, h, cos, sin, cache=None):
         B, L, _ = h.shape
         qkv = self.c_attn(h).view(B, L, self.n_head + 2 * self.n_kv_head, self.head_dim)
         # rope on q and k together, in the contiguous [B, L, heads, hd] layout (elementwise ops run fastest there)
         qk = apply_rope(qkv[:, :, :self.n_head + self.n_kv_head], cos.to(qkv.dtype), sin.to(qkv.dtype))
         q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
         v = qkv[:, :, self.n_head + self.n_kv_head:]
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0,
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if cache is not None:  # decoding: prepend this site's keys/values of the earlier tokens
+            k, v = cache(k, v)
+        Lq, Lk = q.size(2), k.size(2)
+        mask = None  # one new token sees every cached one; a chunk after a cache needs an offset causal mask
+        if self.causal and 1 < Lq < Lk:
+            mask = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril(Lk - Lq)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and Lq == Lk > 1,
+                                             dropout_p=self.dropout if self.training else 0.0,
                                              enable_gqa=self.n_kv_head != self.n_head)
         return self.c_proj(out.transpose(1, 2).reshape(B, L, -1))
 
@@ -144,12 +151,31 @@ class Block(nn.Module):
         self.attn, self.mlp = Attention(config), MLP(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, h, cos, sin):
+    def forward(self, h, cos, sin, cache=None):
         if self.post:  # TRM: h = norm(h + f(h)) keeps every state at unit scale
-            h = self.norm1(h + self.drop(self.attn(h, cos, sin)))
+            h = self.norm1(h + self.drop(self.attn(h, cos, sin, cache)))
             return self.norm2(h + self.drop(self.mlp(h)))
-        h = h + self.drop(self.attn(self.norm1(h), cos, sin))
+        h = h + self.drop(self.attn(self.norm1(h), cos, sin, cache))
         return h + self.drop(self.mlp(self.norm2(h)))
+
+
+class KVCache:
+    """Keys/values of every attention site of the recursion, for the tokens decoded so far.
+
+    A site is one (supervision step, cycle, net call, layer); each keeps its own keys and
+    values, because the same layer sees different states at each call. Sites are visited
+    in a fixed order, so a counter (`site`) finds them; decode() sets it per step."""
+
+    def __init__(self):
+        self.kv, self.site = [], 0
+
+    def __call__(self, k, v):  # k, v: [B, n_kv_head, L_new, hd] -> the site's full keys/values
+        if self.site < len(self.kv):
+            k_old, v_old = self.kv[self.site]
+            k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
+        self.kv[self.site:self.site + 1] = [(k, v)]  # replace, or append a new site
+        self.site += 1
+        return k, v
 
 
 class GPT(nn.Module):
@@ -194,14 +220,14 @@ class GPT(nn.Module):
     def n_sup(self):
         return self.config.n_sup if self.config.recursion else 1
 
-    def net(self, h, inj=None):
-        """The one block stack, shared by every call of the recursion."""
+    def net(self, h, inj=None, cache=None, pos=0):
+        """The one block stack, shared by every call of the recursion. pos: position of h's first token."""
         L = h.size(1)
-        cos, sin = self.rope_cos[:L, None], self.rope_sin[:L, None]
+        cos, sin = self.rope_cos[pos:pos + L, None], self.rope_sin[pos:pos + L, None]
         if inj is not None:
             h = h + inj
         for block in self.blocks:
-            h = block(h, cos, sin)
+            h = block(h, cos, sin, cache)
         return self.norm_f(h)
 
     def initial_state(self, idx):
@@ -209,27 +235,27 @@ class GPT(nn.Module):
         y_init, z_init = self.yz_init
         return y_init.expand(B, L, -1), z_init.expand(B, L, -1)
 
-    def cycle(self, x, y, z):
+    def cycle(self, x, y, z, cache=None, pos=0):
         for _ in range(self.config.n_loops):
-            z = self.net(z, x + y)
-        y = self.net(y, z)
+            z = self.net(z, x + y, cache, pos)
+        y = self.net(y, z, cache, pos)
         return y, z
 
-    def forward(self, idx, y=None, z=None):
+    def forward(self, idx, y=None, z=None, cache=None, pos=0):
         """One supervision step: (logits, q_logits, y, z). Only this step's last
         cycle carries a graph, and the returned y, z are detached, so the caller can
-        backward right away and feed y, z to the next step."""
-        if idx.size(1) > self.config.block_size:
-            raise ValueError(f"sequence length {idx.size(1)} > block_size {self.config.block_size}")
+        backward right away and feed y, z to the next step. cache/pos: see generate()."""
+        if pos + idx.size(1) > self.config.block_size:
+            raise ValueError(f"sequence length {pos + idx.size(1)} > block_size {self.config.block_size}")
         x = self.drop(self.wte(idx))
         if not self.config.recursion:
-            return self.lm_head(self.net(x)), None, None, None
+            return self.lm_head(self.net(x, None, cache, pos)), None, None, None
         if y is None:
             y, z = self.initial_state(idx)
         with torch.no_grad():
             for _ in range(self.config.T_recursion - 1):
-                y, z = self.cycle(x, y, z)
-        y, z = self.cycle(x, y, z)
+                y, z = self.cycle(x, y, z, cache, pos)
+        y, z = self.cycle(x, y, z, cache, pos)
         q = self.q_head(y).squeeze(-1) if self.q_head is not None else None
         return self.lm_head(y), q, y.detach(), z.detach()
 
@@ -239,6 +265,81 @@ class GPT(nn.Module):
         for _ in range(n_sup or self.n_sup):
             logits, q, y, z = self(idx, y, z)
             yield logits, q
+
+    # ---- generation ----------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, idx, cache, pos, n_sup, halt_threshold=1.0):
+        """Run the recursion over new tokens idx [B, L] at positions pos.., extending the
+        cache. A row stops its supervision steps once sigmoid(q) at its last token exceeds
+        halt_threshold (1.0: never); the keys/values of the steps it skipped are filled
+        from its last computed step, so later tokens can still attend to it.
+        Returns the last token's logits [B, V] and the steps each row used [B]."""
+        cfg, B, L = self.config, idx.size(0), idx.size(1)
+        per_step = cfg.n_layer * (cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1)  # sites per step
+        y = z = logits = None
+        last = torch.zeros(B, dtype=torch.long)  # the last step each row computed
+        done = torch.zeros(B, dtype=torch.bool)
+        for s in range(n_sup):
+            cache.site = s * per_step
+            step_logits, q, y, z = self(idx, y, z, cache=cache, pos=pos)
+            running = ~done
+            logits = step_logits[:, -1] if s == 0 else torch.where(running.to(idx.device)[:, None], step_logits[:, -1], logits)
+            last[running] = s
+            if q is not None and halt_threshold < 1.0:
+                done |= (torch.sigmoid(q[:, -1].float()) > halt_threshold).cpu()
+            if done.all():
+                break
+        computed = s + 1
+        for step in range(1, n_sup):  # fill the sites of the steps a row skipped
+            rows = (last < step).nonzero().flatten().tolist()
+            for j in range(per_step if rows else 0):
+                src = [cache.kv[last[r] * per_step + j] for r in range(B)]
+                k_new = torch.stack([k[r, :, -L:] for r, (k, _) in enumerate(src)])
+                v_new = torch.stack([v[r, :, -L:] for r, (_, v) in enumerate(src)])
+                if step >= computed:  # no row computed this step: append the columns
+                    cache.site = step * per_step + j
+                    cache(k_new, v_new)
+                else:  # overwrite the columns of the rows that had halted
+                    k, v = cache.kv[step * per_step + j]
+                    k[rows, :, -L:], v[rows, :, -L:] = k_new[rows], v_new[rows]
+        return logits, last + 1
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None, halt_threshold=1.0,
+                 use_cache=True):
+        """Sample max_new_tokens after idx [B, T] (temperature 0: greedy). Returns the extended idx
+        and the supervision steps behind each new token [B, max_new_tokens].
+
+        The context is a window of at most block_size tokens. When a new token would overflow it,
+        the window slides to its last block_size // 2 tokens and the cache is refilled from them, so
+        every distribution equals a full recomputation over the current window (use_cache=False
+        recomputes it for every token, for reference and benchmarks)."""
+        n_sup = n_sup or self.n_sup
+        block = self.config.block_size
+        start = max(0, idx.size(1) - block)  # first position of the window
+        cache, steps = None, []
+        for _ in range(max_new_tokens):
+            if idx.size(1) - start > block:
+                start, cache = idx.size(1) - block // 2, None
+            if not use_cache:
+                logits, used = self.decode(idx[:, start:], KVCache(), 0, n_sup, halt_threshold)
+            elif cache is None:  # prefill the window in one pass (every token runs all steps)
+                cache = KVCache()
+                logits, used = self.decode(idx[:, start:], cache, 0, n_sup)
+            else:
+                logits, used = self.decode(idx[:, -1:], cache, idx.size(1) - 1 - start, n_sup, halt_threshold)
+            if temperature == 0:
+                idx_next = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits.float() / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('inf')
+                idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat([idx, idx_next], dim=1)
+            steps.append(used)
+        return idx, torch.stack(steps, dim=1)
 
     # ---- bookkeeping -------------------------------------------------------
 

@@ -558,3 +558,85 @@ def test_learned_inits_are_not_weight_decayed():
     assert id(m.wte.weight) in decay
     for blk in m.blocks:
         assert id(blk.norm1.weight) in no_decay and id(blk.attn.c_attn.weight) in decay
+
+
+# ---------------------------------------------------------------- generation with the KV cache
+
+def gen_model(**kw):
+    torch.manual_seed(0)
+    base = dict(block_size=16, vocab_size=37, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
+                n_loops=2, T_recursion=2, n_sup=3)
+    base.update(kw)
+    return GPT(GPTConfig(**base)).double().eval()
+
+
+@pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'recursion': False, 'norm_position': 'pre'}])
+def test_cached_decoding_equals_recomputation(kw):
+    m = gen_model(**kw)
+    seq = torch.randint(0, 37, (2, 14))
+    for n_sup in sorted({1, m.n_sup}):
+        cache = M.KVCache()
+        logits, used = m.decode(seq[:, :5], cache, 0, n_sup)  # prefill a 5-token prompt in one pass
+        for t in range(5, seq.size(1) + 1):
+            ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
+            torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+            assert used.tolist() == [n_sup, n_sup]
+            if t < seq.size(1):
+                logits, used = m.decode(seq[:, t:t + 1], cache, t, n_sup)
+
+
+def test_generation_slides_past_block_size_exactly():
+    m = gen_model()
+    prompt = torch.randint(0, 37, (2, 6))
+    cached, _ = m.generate(prompt, 40, temperature=0)
+    recomputed, _ = m.generate(prompt, 40, temperature=0, use_cache=False)
+    assert cached.shape == (2, 46) and torch.equal(cached, recomputed)
+    # the last token was sampled from a full recomputation over the window it was in (slide to block/2)
+    start = 6
+    for length in range(6, 45):
+        if length + 1 - start > 16:
+            start = length + 1 - 8
+    logits = list(m.supervision_steps(cached[:, start:45]))[-1][0][:, -1]
+    assert torch.equal(logits.argmax(-1), cached[:, 45])
+
+
+def test_sampling_is_deterministic_for_a_seed():
+    m = gen_model()
+    prompt = torch.randint(0, 37, (1, 4))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        outs.append(m.generate(prompt, 20, temperature=1.0, top_k=10)[0])
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_halting_fills_skipped_steps_from_the_last_computed_one():
+    m = gen_model()
+    cache = M.KVCache()
+    seq = torch.randint(0, 37, (2, 6))
+    m.decode(seq[:, :5], cache, 0, 3)
+    logits, used = m.decode(seq[:, 5:], cache, 5, 3, halt_threshold=0.0)  # sigmoid(q) > 0: halt after step 1
+    assert used.tolist() == [1, 1]
+    ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
+    torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+    per_step = len(cache.kv) // 3
+    for j in range(per_step):
+        k1, v1 = cache.kv[j]
+        for s in (1, 2):
+            k, v = cache.kv[s * per_step + j]
+            assert k.size(2) == 6
+            assert torch.equal(k[:, :, -1], k1[:, :, -1]) and torch.equal(v[:, :, -1], v1[:, :, -1])
+            assert not torch.equal(k[:, :, -2], k1[:, :, -2])  # earlier tokens keep their own steps
+
+
+def test_halting_uses_fewer_steps():
+    m = gen_model()
+    with torch.no_grad():  # a q-head that says "right" for some tokens and not others
+        m.q_head.weight.normal_(0, 1.0)
+        m.q_head.bias.zero_()
+    prompt = torch.randint(0, 37, (3, 4))
+    _, full = m.generate(prompt, 30, temperature=0)
+    _, halted = m.generate(prompt, 30, temperature=0, halt_threshold=0.5)
+    assert (full == 3).all()
+    assert halted.min() >= 1 and halted.max() <= 3
+    assert halted.sum() < full.sum() and (halted < 3).any() and (halted == 3).any()
