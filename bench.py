@@ -1,0 +1,101 @@
+"""
+Benchmarks, measured as ratios within one run (shared machines are noisy).
+
+Sampling from a checkpoint: KV cache vs recomputing the window for every token, and
+adaptive halting vs always running n_sup steps (net calls per token, and the val loss
+of teacher-forced decoding under the same halting rule):
+
+    python bench.py --out_dir=out-shakespeare-char
+    python bench.py --out_dir=out-nsup4 --halt_threshold=0.5 --n_tokens=256
+"""
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from configurator import ConfigError, configure
+from model import GPT, GPTConfig, KVCache
+
+# -----------------------------------------------------------------------------
+out_dir = 'out-shakespeare-char'
+ckpt_name = 'ckpt.pt'
+use_ema = True
+n_tokens = 256            # tokens generated per timing
+repeats = 2               # cache / no-cache timings alternate this many times
+halt_threshold = 0.5      # halting rule measured against no halting
+n_sup_inference = 0       # 0 = as trained
+val_sequences = 4         # teacher-forced val sequences for the halting val loss
+val_length = 128
+seed = 1337
+device = 'cpu'
+# -----------------------------------------------------------------------------
+try:
+    globals().update(configure(globals(), sys.argv[1:]))
+except ConfigError as e:
+    sys.exit(f"error: {e}")
+torch.manual_seed(seed)
+ckpt_path = os.path.join(out_dir, ckpt_name)
+if not os.path.exists(ckpt_path):
+    sys.exit(f"error: {ckpt_path} not found; train first (python train.py --out_dir={out_dir})")
+ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+model = GPT(GPTConfig(**ckpt['model_args']))
+model.load_state_dict(ckpt['ema']['model'] if use_ema and ckpt.get('ema') else ckpt['model'])
+model.eval().to(device)
+cfg = model.config
+n_sup = n_sup_inference or model.n_sup
+calls_per_step = cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1
+print(f"{ckpt_path}: n_layer {cfg.n_layer}, n_embd {cfg.n_embd}, n_loops {cfg.n_loops}, T {cfg.T_recursion}, "
+      f"n_sup {n_sup} -> {n_sup * calls_per_step} net calls per token at most")
+
+
+def timed_generate(**kw):
+    torch.manual_seed(seed)
+    prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
+    t0 = time.time()
+    _, steps = model.generate(prompt, n_tokens, temperature=1.0, top_k=None, n_sup=n_sup, **kw)
+    return time.time() - t0, steps
+
+
+# -- KV cache vs recomputation (no halting)
+t_cache = t_full = 0.0
+for _ in range(repeats):
+    t_cache += timed_generate(use_cache=True)[0]
+    t_full += timed_generate(use_cache=False)[0]
+print(f"\nsampling {n_tokens} tokens, no halting:")
+print(f"  recompute window  {repeats * n_tokens / t_full:8.1f} tokens/s")
+print(f"  KV cache          {repeats * n_tokens / t_cache:8.1f} tokens/s   ({t_full / t_cache:.1f}x)")
+
+# -- halting vs none, with the cache
+if model.q_head is None or n_sup == 1:
+    sys.exit("\nno halting to measure: the model has no q-head or runs a single supervision step")
+t_halt, steps = timed_generate(use_cache=True, halt_threshold=halt_threshold)
+print(f"  KV cache + halting {n_tokens / t_halt:7.1f} tokens/s   ({t_cache / repeats / t_halt:.2f}x of no halting), "
+      f"steps per token {steps.float().mean():.2f} of {n_sup} "
+      f"-> {(1 - steps.float().mean().item() / n_sup) * 100:.1f}% fewer net calls")
+
+
+# -- val loss of teacher-forced decoding, with and without halting
+def halting_val_loss(threshold):
+    data = np.memmap(os.path.join('data', ckpt['config']['dataset'], 'val.bin'), dtype=np.uint16, mode='r')
+    g = torch.Generator().manual_seed(seed)
+    L = min(val_length, cfg.block_size)
+    ix = torch.randint(len(data) - L - 1, (val_sequences,), generator=g).numpy()
+    seqs = torch.from_numpy(data[ix[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
+    cache, losses, steps = KVCache(), [], []
+    for t in tqdm(range(L), desc=f"val, halt_threshold={threshold}", leave=False):
+        logits, used = model.decode(seqs[:, t:t + 1], cache, t, n_sup, threshold)
+        losses.append(F.cross_entropy(logits.float(), seqs[:, t + 1], reduction='none'))
+        steps.append(used)
+    return torch.stack(losses).mean().item(), torch.stack(steps).float().mean().item()
+
+
+loss_full, _ = halting_val_loss(1.0)
+loss_halt, mean_steps = halting_val_loss(halt_threshold)
+print(f"\nteacher-forced val loss ({val_sequences} x {min(val_length, cfg.block_size)} tokens):")
+print(f"  all {n_sup} steps       {loss_full:.4f}")
+print(f"  halting at {halt_threshold}    {loss_halt:.4f} ({(loss_halt / loss_full - 1) * 100:+.2f}%), "
+      f"steps per token {mean_steps:.2f} -> {(1 - mean_steps / n_sup) * 100:.1f}% fewer net calls")
