@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from configurator import ConfigError, configure
-from model import GPT, GPTConfig, KVCache
+from model import KVCache, load_model
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-shakespeare-char'
@@ -39,12 +39,10 @@ except ConfigError as e:
     sys.exit(f"error: {e}")
 torch.manual_seed(seed)
 ckpt_path = os.path.join(out_dir, ckpt_name)
-if not os.path.exists(ckpt_path):
-    sys.exit(f"error: {ckpt_path} not found; train first (python train.py --out_dir={out_dir})")
-ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-model = GPT(GPTConfig(**ckpt['model_args']))
-model.load_state_dict(ckpt['ema']['model'] if use_ema and ckpt.get('ema') else ckpt['model'])
-model.eval().to(device)
+try:
+    model, ckpt = load_model(ckpt_path, device, use_ema)
+except FileNotFoundError as e:
+    sys.exit(f"error: {e}")
 cfg = model.config
 n_sup = n_sup_inference or model.n_sup
 calls_per_step = cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1

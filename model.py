@@ -16,6 +16,7 @@ logits = head(final_norm(blocks(x))).
 """
 import inspect
 import math
+import os
 from dataclasses import dataclass, fields
 
 import torch
@@ -372,3 +373,14 @@ class GPT(nn.Module):
         groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
         fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu')
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
+
+
+def load_model(ckpt_path, device='cpu', use_ema=True):
+    """(model in eval mode, checkpoint dict) from a train.py checkpoint; the EMA weights when
+    use_ema and the run kept them. FileNotFoundError with a hint when there is none."""
+    if not os.path.exists(ckpt_path):
+        raise FileNotFoundError(f"{ckpt_path} not found; train first (python train.py --out_dir={os.path.dirname(ckpt_path)})")
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    model = GPT(GPTConfig(**ckpt['model_args']))
+    model.load_state_dict(ckpt['ema']['model'] if use_ema and ckpt.get('ema') else ckpt['model'])
+    return model.eval().to(device), ckpt

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import torch
 
 from configurator import ConfigError, configure
-from model import GPT, GPTConfig
+from model import load_model
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-shakespeare-char'
@@ -42,12 +42,10 @@ device_type = 'cuda' if 'cuda' in device else 'mps' if 'mps' in device else 'cpu
 ctx = torch.autocast(device_type, dtype=torch.bfloat16) if device_type == 'cuda' else nullcontext()
 
 ckpt_path = os.path.join(out_dir, ckpt_name)
-if not os.path.exists(ckpt_path):
-    sys.exit(f"error: {ckpt_path} not found; train first (python train.py --out_dir={out_dir})")
-ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-model = GPT(GPTConfig(**ckpt['model_args']))
-model.load_state_dict(ckpt['ema']['model'] if use_ema and ckpt.get('ema') else ckpt['model'])
-model.eval().to(device)
+try:
+    model, ckpt = load_model(ckpt_path, device, use_ema)
+except FileNotFoundError as e:
+    sys.exit(f"error: {e}")
 
 # tokenizer: the dataset's meta.pkl for char-level models, GPT-2 BPE otherwise
 meta_path = os.path.join('data', ckpt['config'].get('dataset', ''), 'meta.pkl')
