@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -257,7 +258,10 @@ def link_best():
     best, tmp = os.path.join(out_dir, 'best.pt'), os.path.join(out_dir, 'best.pt.tmp')
     if os.path.exists(tmp):
         os.remove(tmp)
-    os.link(ckpt_path, tmp)
+    try:
+        os.link(ckpt_path, tmp)
+    except OSError:  # a filesystem without hard links: copy
+        shutil.copyfile(ckpt_path, tmp)
     os.replace(tmp, best)
 
 
