@@ -288,7 +288,7 @@ if wandb_log:
 
 # -----------------------------------------------------------------------------
 start_iter = iter_num
-loss_acc, n_acc = torch.zeros(S), 0
+loss_acc, n_acc = torch.zeros(S, device=device), 0  # summed on the device: no sync per step
 t_start = t_log = time.time()
 while True:
     lr = get_lr(iter_num) if decay_lr else learning_rate
@@ -315,7 +315,7 @@ while True:
 
     for micro_step in range(gradient_accumulation_steps):
         X, Y = get_batch('train', train_gen)
-        loss_acc += train_batch(X, Y).float().cpu()
+        loss_acc += train_batch(X, Y).float()
         n_acc += 1
     if grad_clip > 0:
         scaler.unscale_(optimizer)
@@ -329,11 +329,11 @@ while True:
 
     if iter_num % log_interval == 0:
         dt = time.time() - t_log
-        losses = loss_acc / n_acc
+        losses = (loss_acc / n_acc).cpu()
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
         print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
                      **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
-        loss_acc, n_acc, t_log = torch.zeros(S), 0, time.time()
+        loss_acc, n_acc, t_log = torch.zeros(S, device=device), 0, time.time()
