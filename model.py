@@ -35,7 +35,8 @@ class GPTConfig:
     mlp: str = 'swiglu'           # swiglu | gelu | silu
     expansion: float = 4.0        # hidden width / n_embd (swiglu: 2/3 of it per branch, as Llama)
     norm: str = 'rmsnorm'         # rmsnorm | layernorm
-    norm_position: str = 'post'   # post (TRM: bounded states under recursion) | pre
+    norm_position: str = ''       # post (TRM: bounded states under recursion) | pre; '' = post with
+                                  # recursion, pre without (the plain GPT is a pre-norm decoder)
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     causal: bool = True           # causal for LMs, bidirectional for puzzles/control
@@ -51,6 +52,8 @@ class GPTConfig:
     act: bool = True              # q-head for adaptive computation time
 
     def __post_init__(self):
+        if not self.norm_position:
+            self.norm_position = 'post' if self.recursion else 'pre'
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head != 0:

@@ -55,7 +55,7 @@ n_embd = 128
 mlp = 'swiglu'
 expansion = 4.0
 norm = 'rmsnorm'
-norm_position = 'post'
+norm_position = ''  # '' = post with recursion (TRM), pre without (plain GPT)
 norm_eps = 1e-5
 rope_theta = 10000.0
 dropout = 0.0

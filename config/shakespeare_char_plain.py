@@ -6,7 +6,6 @@
 out_dir = 'out-shakespeare-char-plain'
 wandb_run_name = 'shakespeare-char-plain'
 recursion = False
-norm_position = 'pre'
 n_layer = 4
 n_head = 4
 n_kv_head = 4

@@ -640,3 +640,10 @@ def test_halting_uses_fewer_steps():
     assert (full == 3).all()
     assert halted.min() >= 1 and halted.max() <= 3
     assert halted.sum() < full.sum() and (halted < 3).any() and (halted == 3).any()
+
+
+def test_norm_position_defaults_follow_recursion():
+    assert tiny().norm_position == 'post'
+    plain = GPT(tiny(recursion=False))
+    assert plain.config.norm_position == 'pre' and isinstance(plain.norm_f, nn.RMSNorm)
+    assert tiny(recursion=False, norm_position='post').norm_position == 'post'  # ablations may still ask
