@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -85,6 +86,8 @@ min_lr = 3e-4
 # EMA of weights: used for eval and the best checkpoint
 use_ema = True
 ema_decay = 0.999
+# faults: a step with a non-finite loss or gradient is skipped; this many in a row stop the run
+max_nonfinite_steps = 10
 # system
 device = ''    # '' = auto: cuda > mps > cpu
 dtype = ''     # '' = auto: bfloat16 where native (Ampere+, AMX/AVX512-BF16 CPUs), float16 on older CUDA, else float32
@@ -146,7 +149,11 @@ iter_num, best_val_loss, wandb_run_id, ckpt = 0, float('inf'), None, None
 if init_from == 'resume':
     if not os.path.exists(ckpt_path):
         sys.exit(f"error: init_from='resume' but {ckpt_path} does not exist; train with init_from='scratch' first")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, corrupted, or not a checkpoint of ours: say so in one line
+        sys.exit(f"error: cannot read {ckpt_path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                 f"restore it, or train from scratch into another out_dir")
     differ = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
     if differ:
         sys.exit("error: the config does not match the checkpoint's architecture: " +
@@ -240,7 +247,10 @@ def evaluate(m):
     return out
 
 
-def save_checkpoint():
+def save_checkpoint(path=ckpt_path):
+    if path == ckpt_path and not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+        print(f"not saving {ckpt_path}: the weights are not finite (the previous checkpoint stays)")
+        return False
     ckpt = {
         'model': raw_model.state_dict(), 'ema': ema.state_dict() if ema is not None else None,
         'optimizer': optimizer.state_dict(), 'model_args': model_args, 'config': config,
@@ -248,9 +258,10 @@ def save_checkpoint():
         'rng': {'torch': torch.get_rng_state(), 'data': train_gen.get_state(),
                 'cuda': torch.cuda.get_rng_state_all() if device_type == 'cuda' else []},
     }
-    tmp = ckpt_path + '.tmp'
+    tmp = path + '.tmp'
     torch.save(ckpt, tmp)
-    os.replace(tmp, ckpt_path)  # atomic: a crash leaves the previous checkpoint intact
+    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+    return True
 
 
 def link_best():
@@ -287,7 +298,23 @@ if wandb_log:
     wandb_run_id = run.id
 
 # -----------------------------------------------------------------------------
+stop_signal = None
+
+
+def on_signal(signum, frame):
+    # preemption or Ctrl-C: finish the current step, checkpoint, exit 0; a second one stops at once
+    global stop_signal
+    if stop_signal is not None:
+        raise KeyboardInterrupt
+    stop_signal = signum
+    print(f"{signal.Signals(signum).name}: finishing this step, then saving a checkpoint")
+
+
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+
 start_iter = iter_num
+nonfinite_run, nonfinite_total = 0, 0
 loss_acc, n_acc = torch.zeros(S, device=device), 0  # summed on the device: no sync per step
 t_start = t_log = time.time()
 while True:
@@ -306,25 +333,36 @@ while True:
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
         if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
-            save_checkpoint()
-            if improved:
+            if save_checkpoint() and improved:
                 link_best()
         t_log = time.time()  # eval time is not training time
     if iter_num >= max_iters or eval_only:
         break
 
+    iter_loss = torch.zeros(S, device=device)
     for micro_step in range(gradient_accumulation_steps):
         X, Y = get_batch('train', train_gen)
-        loss_acc += train_batch(X, Y).float()
-        n_acc += 1
-    if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
-    scaler.step(optimizer)
+        iter_loss += train_batch(X, Y).float()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    # fp16's scaler skips overflowing steps itself; otherwise a non-finite gradient skips the step here
+    if torch.isfinite(iter_loss).all() and (scaler.is_enabled() or torch.isfinite(grad_norm)):
+        scaler.step(optimizer)
+        if ema is not None:
+            ema.update(raw_model)
+        nonfinite_run = 0
+    else:
+        nonfinite_run, nonfinite_total = nonfinite_run + 1, nonfinite_total + 1
+        print(f"iter {iter_num}: non-finite loss or gradients, step skipped ({nonfinite_run} in a row)")
+        if nonfinite_run >= max_nonfinite_steps:
+            diag = os.path.join(out_dir, 'nonfinite.pt')
+            save_checkpoint(diag)
+            sys.exit(f"error: {nonfinite_run} non-finite steps in a row at iter {iter_num}; state saved to {diag}, "
+                     f"{ckpt_path} left as it was; lower learning_rate or raise grad_clip, then resume")
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    if ema is not None:
-        ema.update(raw_model)
+    loss_acc += iter_loss
+    n_acc += gradient_accumulation_steps
     iter_num += 1
 
     if iter_num % log_interval == 0:
@@ -335,5 +373,9 @@ while True:
         print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
-                     **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
+                     'nonfinite_steps': nonfinite_total, **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
         loss_acc, n_acc, t_log = torch.zeros(S, device=device), 0, time.time()
+    if stop_signal is not None:
+        if save_checkpoint():
+            print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
+        break

@@ -106,3 +106,48 @@ def test_wandb_offline_run_is_written(run_dir, monkeypatch):
     runs = list((run_dir / 'wandb').glob('offline-run-*'))
     assert len(runs) == 1 and list(runs[0].glob('*.wandb'))
     assert load(run_dir / 'out' / 'ckpt.pt')['wandb_run_id'] in runs[0].name
+
+
+def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(run_dir):
+    import signal
+    import subprocess
+    import sys
+    from conftest import TINY
+    common = ['--max_iters=300', '--lr_decay_iters=300', '--eval_interval=1000', '--dropout=0.1']
+    run_train(run_dir, '--out_dir=straight', *common)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *TINY, '--out_dir=split', *common],
+                            cwd=run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith('iter 20:'):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert 'SIGTERM' in out and 'stopped at iter' in out
+    k = load(run_dir / 'split' / 'ckpt.pt')['iter_num']
+    assert 20 <= k < 300
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
+    a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
+    assert b['iter_num'] == 300
+    assert all(torch.equal(a['model'][n], b['model'][n]) for n in a['model'])
+
+
+def test_nonfinite_steps_are_skipped_and_stop_without_touching_the_checkpoint(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=4', '--eval_interval=4')
+    before = (run_dir / 'out' / 'ckpt.pt').read_bytes()
+    proc = run_train(run_dir, '--out_dir=out', '--init_from=resume', '--max_iters=100', '--eval_interval=1000',
+                     '--learning_rate=1e30', '--warmup_iters=0', '--max_nonfinite_steps=3', check=False)
+    assert 'step skipped (1 in a row)' in proc.stdout
+    assert 'non-finite' in one_line_error(proc)
+    assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
+    assert load(run_dir / 'out' / 'nonfinite.pt')['iter_num'] > 4
+
+
+def test_corrupted_checkpoint_is_one_clear_error(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
+    path = run_dir / 'out' / 'ckpt.pt'
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
+    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', check=False))
+    assert 'cannot read' in line and 'ckpt.pt' in line
+    assert len(path.read_bytes()) == 1000
