@@ -21,7 +21,9 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, configure
 from ema import EMA
@@ -98,12 +100,27 @@ try:
 except ConfigError as e:
     sys.exit(f"error: {e}")
 globals().update(config)
-os.makedirs(out_dir, exist_ok=True)
-torch.manual_seed(seed)
 
+# distributed: torchrun sets RANK, LOCAL_RANK, WORLD_SIZE; NCCL on GPUs, gloo on CPU
+ddp = 'RANK' in os.environ
+rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
+master = rank == 0  # logs, writes metrics and checkpoints
+if gradient_accumulation_steps % world_size:
+    sys.exit(f"error: gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the "
+             f"{world_size} processes (it counts micro-batches of the whole job)")
+gradient_accumulation_steps //= world_size  # per process
 if not device:
     device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    if device == 'cuda' and ddp:
+        device = f'cuda:{local_rank}'
 device_type = 'cuda' if 'cuda' in device else 'mps' if 'mps' in device else 'cpu'
+if ddp:
+    if device_type == 'cuda':
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed + rank)  # dropout differs per rank; the data order does not (see train_ix)
 if not dtype:
     if device_type == 'cuda':
         dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -130,10 +147,18 @@ if os.path.exists(meta_path):
         vocab_size = pickle.load(f)['vocab_size']
 
 
-def get_batch(split, generator):
+split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in ('train', 'val')}
+
+
+def random_ix(split, generator, *shape):
+    return torch.randint(split_len[split] - block_size, shape, generator=generator)
+
+
+def get_batch(split, ix):
+    """Inputs and targets of the sequences starting at ix."""
     # re-open the memmap every batch: a long-lived one keeps growing RSS
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
+    ix = ix.numpy()
     buf = torch.from_numpy(data[ix[:, None] + np.arange(block_size + 1)].astype(np.int64))
     x, y = buf[:, :-1], buf[:, 1:]
     if device_type == 'cuda':
@@ -182,13 +207,17 @@ raw_model = model
 if compile:
     print("compiling the model...")
     model = torch.compile(model)
+if ddp:
+    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 S = raw_model.n_sup
 sup_weights = [supervision_weight_base ** (s / max(S - 1, 1)) for s in range(S)]
 sup_weights = [w / sum(sup_weights) for w in sup_weights]
-tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
-print(f"device {device}, dtype {dtype}, {raw_model.get_num_params() / 1e6:.2f}M non-embedding params, "
-      f"{raw_model.flops_per_token() / 1e6:.1f} MFLOPs/token (training), {tokens_per_iter:,} tokens/iter")
+tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
+if master:
+    print(f"device {device}, dtype {dtype}, {raw_model.get_num_params() / 1e6:.2f}M non-embedding params, "
+          f"{raw_model.flops_per_token() / 1e6:.1f} MFLOPs/token (training), {tokens_per_iter:,} tokens/iter"
+          f" ({world_size} x {gradient_accumulation_steps} micro-batches of {batch_size} x {block_size})")
 
 
 def step_losses(logits, q, Y):
@@ -204,11 +233,13 @@ def step_losses(logits, q, Y):
     return loss, bce, ((q > 0).float() == correct).float().mean()
 
 
-def train_batch(X, Y):
+def train_batch(X, Y, last_micro_step=True):
     """n_sup supervision steps on one micro-batch, each with its own backward. Returns the step losses."""
     y, z = raw_model.initial_state(X) if raw_model.config.recursion else (None, None)
     prev, losses = None, []
     for s in range(S):
+        if ddp:  # all-reduce gradients once per iteration: in the last backward of the last micro-step
+            model.require_backward_grad_sync = last_micro_step and s == S - 1
         with ctx:
             logits, q, y, z = model(X, y, z)
             loss, bce, _ = step_losses(logits, q, Y)
@@ -228,21 +259,24 @@ def evaluate(m):
     """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split."""
     was_training = m.training
     m.eval()
-    gen = torch.Generator().manual_seed(seed + 1)  # the same batches at every eval
+    gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
     out = {}
     for split in ('train', 'val'):
-        loss_sum, acc_sum = torch.zeros(S), torch.zeros(S)
+        loss_sum, acc_sum = torch.zeros(S, device=device), torch.zeros(S, device=device)
         for _ in range(eval_iters):
-            X, Y = get_batch(split, gen)
+            X, Y = get_batch(split, random_ix(split, gen, batch_size))
             with ctx:
                 for s, (logits, q) in enumerate(m.supervision_steps(X)):
                     loss, _, acc = step_losses(logits, q, Y)
                     loss_sum[s] += loss.item()
                     acc_sum[s] += acc.item() if acc is not None else float('nan')
+        if ddp:  # every rank evaluates its own batches; all of them get the same means
+            dist.all_reduce(loss_sum)
+            dist.all_reduce(acc_sum)
         for s in range(S):
-            out[f'{split}_loss_s{s + 1}'] = loss_sum[s].item() / eval_iters
+            out[f'{split}_loss_s{s + 1}'] = loss_sum[s].item() / (eval_iters * world_size)
             if raw_model.q_head is not None:
-                out[f'{split}_act_acc_s{s + 1}'] = acc_sum[s].item() / eval_iters
+                out[f'{split}_act_acc_s{s + 1}'] = acc_sum[s].item() / (eval_iters * world_size)
     m.train(was_training)
     return out
 
@@ -277,6 +311,8 @@ def link_best():
 
 
 def log_metrics(row):
+    if not master:
+        return
     with open(os.path.join(out_dir, 'metrics.jsonl'), 'a') as f:
         f.write(json.dumps(row) + '\n')
     if wandb_log:
@@ -292,7 +328,7 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
-if wandb_log:
+if wandb_log and master:
     import wandb
     run = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id, resume='allow')
     wandb_run_id = run.id
@@ -327,12 +363,13 @@ while True:
         val_loss = metrics[f'val_loss_s{S}']
         steps = ' | '.join(f"s{s + 1} {metrics[f'val_loss_s{s + 1}']:.4f}" for s in range(S))
         act_info = f", ACT acc {metrics[f'val_act_acc_s{S}']:.3f}" if f'val_act_acc_s{S}' in metrics else ''
-        print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, val {val_loss:.4f} "
-              f"(per supervision step: {steps}){act_info}")
+        if master:
+            print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, val {val_loss:.4f} "
+                  f"(per supervision step: {steps}){act_info}")
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
-        if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
+        if master and iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
             if save_checkpoint() and improved:
                 link_best()
         t_log = time.time()  # eval time is not training time
@@ -340,9 +377,11 @@ while True:
         break
 
     iter_loss = torch.zeros(S, device=device)
+    # every rank draws the whole job's batch and takes its slice: the data order is the same for any world size
+    ix = random_ix('train', train_gen, world_size, gradient_accumulation_steps, batch_size)[rank]
     for micro_step in range(gradient_accumulation_steps):
-        X, Y = get_batch('train', train_gen)
-        iter_loss += train_batch(X, Y).float()
+        X, Y = get_batch('train', ix[micro_step])
+        iter_loss += train_batch(X, Y, micro_step == gradient_accumulation_steps - 1).float()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     # fp16's scaler skips overflowing steps itself; otherwise a non-finite gradient skips the step here
@@ -356,7 +395,8 @@ while True:
         print(f"iter {iter_num}: non-finite loss or gradients, step skipped ({nonfinite_run} in a row)")
         if nonfinite_run >= max_nonfinite_steps:
             diag = os.path.join(out_dir, 'nonfinite.pt')
-            save_checkpoint(diag)
+            if master:
+                save_checkpoint(diag)
             sys.exit(f"error: {nonfinite_run} non-finite steps in a row at iter {iter_num}; state saved to {diag}, "
                      f"{ckpt_path} left as it was; lower learning_rate or raise grad_clip, then resume")
     scaler.update()
@@ -365,7 +405,7 @@ while True:
     n_acc += gradient_accumulation_steps
     iter_num += 1
 
-    if iter_num % log_interval == 0:
+    if iter_num % log_interval == 0 and master:
         dt = time.time() - t_log
         losses = (loss_acc / n_acc).cpu()
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
@@ -375,7 +415,15 @@ while True:
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
                      'nonfinite_steps': nonfinite_total, **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
         loss_acc, n_acc, t_log = torch.zeros(S, device=device), 0, time.time()
-    if stop_signal is not None:
-        if save_checkpoint():
+    stop = stop_signal is not None
+    if ddp:  # one rank's signal stops all of them at the same step
+        flag = torch.tensor(float(stop), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    if stop:
+        if master and save_checkpoint():
             print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
         break
+
+if ddp:
+    dist.destroy_process_group()

@@ -151,3 +151,35 @@ def test_corrupted_checkpoint_is_one_clear_error(run_dir):
     line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', check=False))
     assert 'cannot read' in line and 'ckpt.pt' in line
     assert len(path.read_bytes()) == 1000
+
+
+def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir):
+    import subprocess
+    import sys
+    from conftest import TINY
+    common = ['--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2', '--n_sup=2',
+              '--gradient_accumulation_steps=4', '--use_ema=False']
+    run_train(run_dir, '--out_dir=one', *common)
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(ROOT, 'train.py'), *TINY, '--out_dir=two', *common],
+                          cwd=run_dir, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '2 x 2 micro-batches' in proc.stdout
+    a, b = load(run_dir / 'one' / 'ckpt.pt'), load(run_dir / 'two' / 'ckpt.pt')
+    assert a['iter_num'] == b['iter_num'] == 3
+    for k in a['model']:
+        torch.testing.assert_close(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-5)
+    evals = [r for r in read_metrics(run_dir / 'two') if r['kind'] == 'eval']
+    assert len(evals) == 2  # one writer: rank 0
+
+
+def test_accumulation_must_divide_among_ranks(run_dir):
+    import subprocess
+    import sys
+    from conftest import TINY
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(ROOT, 'train.py'), *TINY, '--gradient_accumulation_steps=3'],
+                          cwd=run_dir, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1'))
+    assert proc.returncode != 0 and 'divisible' in proc.stderr
