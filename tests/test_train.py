@@ -183,3 +183,28 @@ def test_accumulation_must_divide_among_ranks(run_dir):
                           cwd=run_dir, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1'))
     assert proc.returncode != 0 and 'divisible' in proc.stderr
+
+
+def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(run_dir):
+    import random
+    import subprocess
+    import sys
+    import time
+    from conftest import TINY
+    rng = random.Random(0)
+    args = [sys.executable, os.path.join(ROOT, 'train.py'), *TINY, '--out_dir=out', '--eval_interval=1',
+            '--max_iters=100000', '--eval_iters=1']
+    path = run_dir / 'out' / 'ckpt.pt'
+    loaded = 0
+    for attempt in range(6):  # bounded: a checkpoint is written every iteration, killed at random moments
+        resume = ['--init_from=resume'] if path.exists() else []
+        proc = subprocess.Popen(args + resume, cwd=run_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, WANDB_MODE='disabled'))
+        time.sleep(3.0 + rng.random() * 2.0)
+        proc.kill()
+        proc.wait()
+        if path.exists():
+            ckpt = load(path)  # must always load
+            assert ckpt['iter_num'] >= 1
+            loaded += 1
+    assert loaded >= 4
