@@ -88,6 +88,7 @@ def test_bad_input_gives_one_clear_line(run_dir):
     assert 'n_layer' in one_line_error(run_train(run_dir, '--n_layer=2.5', check=False))
     assert 'prepare.py' in one_line_error(run_train(run_dir, '--dataset=missing', check=False))
     assert 'n_kv_head' in one_line_error(run_train(run_dir, '--n_kv_head=3', '--n_head=4', check=False))
+    assert 'n_embd=30' in one_line_error(run_train(run_dir, '--n_embd=30', '--n_head=4', check=False))
     assert 'resume' in one_line_error(run_train(run_dir, '--out_dir=none', '--init_from=resume', check=False))
 
 
@@ -96,6 +97,8 @@ def test_resume_with_other_architecture_names_the_fields(run_dir):
     before = (run_dir / 'out' / 'ckpt.pt').read_bytes()
     line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--n_embd=64', check=False))
     assert 'n_embd' in line
+    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--block_size=64', check=False))
+    assert 'block_size=64 (checkpoint: 32)' in line
     assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
 
 
