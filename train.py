@@ -268,8 +268,9 @@ def evaluate(m):
             with ctx:
                 for s, (logits, q) in enumerate(m.supervision_steps(X)):
                     loss, _, acc = step_losses(logits, q, Y)
-                    loss_sum[s] += loss.item()
-                    acc_sum[s] += acc.item() if acc is not None else float('nan')
+                    loss_sum[s] += loss.detach()  # summed on the device: one sync per eval, not per batch
+                    if acc is not None:
+                        acc_sum[s] += acc
         if ddp:  # every rank evaluates its own batches; all of them get the same means
             dist.all_reduce(loss_sum)
             dist.all_reduce(acc_sum)
