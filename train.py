@@ -23,6 +23,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, configure
@@ -94,6 +98,7 @@ max_nonfinite_steps = 10
 device = ''    # '' = auto: cuda > mps > cpu
 dtype = ''     # '' = auto: bfloat16 where native (Ampere+, AMX/AVX512-BF16 CPUs), float16 on older CUDA, else float32
 compile = True  # inductor works on CPU too: ~20 s to compile (cached after), ~1.3x faster steps
+fsdp = False    # under torchrun: shard weights, gradients and optimizer state over the ranks (FSDP2) instead of DDP
 # -----------------------------------------------------------------------------
 try:
     config = configure(globals(), sys.argv[1:])  # what is logged and checkpointed
@@ -114,13 +119,15 @@ if not device:
     if device == 'cuda' and ddp:
         device = f'cuda:{local_rank}'
 device_type = 'cuda' if 'cuda' in device else 'mps' if 'mps' in device else 'cpu'
+if fsdp and not ddp:
+    sys.exit("error: fsdp=True shards over torchrun's processes; launch with torchrun, or drop --fsdp=True")
 if ddp:
     if device_type == 'cuda':
         torch.cuda.set_device(device)
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
 if master:
     os.makedirs(out_dir, exist_ok=True)
-torch.manual_seed(seed + rank)  # dropout differs per rank; the data order does not (see train_ix)
+torch.manual_seed(seed)  # the same initial weights on every rank (FSDP shards them as they are)
 if not dtype:
     if device_type == 'cuda':
         dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -141,10 +148,12 @@ for split in ('train', 'val'):
         sys.exit(f"error: {os.path.join(data_dir, split + '.bin')} not found; "
                  f"run `python data/{dataset}/prepare.py` first")
 meta_path = os.path.join(data_dir, 'meta.pkl')
-vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64
+vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64 (faster matmuls)
 if os.path.exists(meta_path):
     with open(meta_path, 'rb') as f:
-        vocab_size = pickle.load(f)['vocab_size']
+        meta = pickle.load(f)
+    if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
+        vocab_size = meta['vocab_size']
 
 
 split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in ('train', 'val')}
@@ -187,17 +196,26 @@ if init_from == 'resume':
 elif init_from != 'scratch':
     sys.exit(f"error: init_from={init_from!r}; use 'scratch' or 'resume'")
 try:
-    model = GPT(GPTConfig(**model_args)).to(device)
+    model = GPT(GPTConfig(**model_args))
 except ValueError as e:
     sys.exit(f"error: {e}")
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 ema = EMA(model, ema_decay) if use_ema else None
-train_gen = torch.Generator().manual_seed(seed)  # data order: its state is the data position
-if ckpt is not None:
+if ckpt is not None:  # checkpoints hold full (unsharded) tensors: load them before sharding
     model.load_state_dict(ckpt['model'])
-    optimizer.load_state_dict(ckpt['optimizer'])
     if ema is not None:
         ema.load_state_dict(ckpt['ema'])
+for m in [model] + ([ema.model] if ema is not None else []):
+    if fsdp:  # each block is one all-gather; the root holds the embeddings and heads
+        for block in m.blocks:
+            fully_shard(block)
+        fully_shard(m)
+    m.to(device)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+torch.manual_seed(seed + rank)  # dropout differs per rank; the data order does not (see random_ix)
+train_gen = torch.Generator().manual_seed(seed)  # data order: its state is the data position
+if ckpt is not None:
+    # optimizer state is saved keyed by parameter name and unsharded, so it loads with or without FSDP
+    set_optimizer_state_dict(model, optimizer, ckpt['optimizer'], options=StateDictOptions(full_state_dict=True))
     torch.set_rng_state(ckpt['rng']['torch'].cpu())
     train_gen.set_state(ckpt['rng']['data'].cpu())
     if device_type == 'cuda' and ckpt['rng'].get('cuda'):
@@ -207,7 +225,7 @@ raw_model = model
 if compile:
     print("compiling the model...")
     model = torch.compile(model)
-if ddp:
+if ddp and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 S = raw_model.n_sup
@@ -235,10 +253,12 @@ def step_losses(logits, q, Y):
 
 def train_batch(X, Y, last_micro_step=True):
     """n_sup supervision steps on one micro-batch, each with its own backward. Returns the step losses."""
-    y, z = raw_model.initial_state(X) if raw_model.config.recursion else (None, None)
+    y = z = None  # the model starts from its y/z inits
     prev, losses = None, []
     for s in range(S):
-        if ddp:  # all-reduce gradients once per iteration: in the last backward of the last micro-step
+        # DDP all-reduces gradients once per iteration, in the last backward of the last micro-step;
+        # FSDP reduce-scatters after every backward, so that no rank ever holds full gradients
+        if ddp and not fsdp:
             model.require_backward_grad_sync = last_micro_step and s == S - 1
         with ctx:
             logits, q, y, z = model(X, y, z)
@@ -279,16 +299,29 @@ def evaluate(m):
             if raw_model.q_head is not None:
                 out[f'{split}_act_acc_s{s + 1}'] = acc_sum[s].item() / (eval_iters * world_size)
     m.train(was_training)
+    if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
+        m.reshard()
     return out
 
 
+def full_state_dict(m):
+    """m's weights as plain full tensors (gathered from the ranks under FSDP; on rank 0, on the CPU)."""
+    return get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=fsdp))
+
+
 def save_checkpoint(path=ckpt_path):
-    if path == ckpt_path and not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+    """Called on every rank (FSDP gathers collectively); rank 0 writes. True if a checkpoint was written."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=fsdp)
+    model_sd = full_state_dict(raw_model)
+    optim_sd = get_optimizer_state_dict(raw_model, optimizer, options=options)
+    ema_sd = {'model': full_state_dict(ema.model), 'step': ema.step, 'decay': ema.decay} if ema is not None else None
+    if not master:
+        return False
+    if path == ckpt_path and not all(torch.isfinite(t).all() for t in model_sd.values() if t.is_floating_point()):
         print(f"not saving {ckpt_path}: the weights are not finite (the previous checkpoint stays)")
         return False
     ckpt = {
-        'model': raw_model.state_dict(), 'ema': ema.state_dict() if ema is not None else None,
-        'optimizer': optimizer.state_dict(), 'model_args': model_args, 'config': config,
+        'model': model_sd, 'ema': ema_sd, 'optimizer': optim_sd, 'model_args': model_args, 'config': config,
         'iter_num': iter_num, 'best_val_loss': best_val_loss, 'wandb_run_id': wandb_run_id,
         'rng': {'torch': torch.get_rng_state(), 'data': train_gen.get_state(),
                 'cuda': torch.cuda.get_rng_state_all() if device_type == 'cuda' else []},
@@ -370,7 +403,7 @@ while True:
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
-        if master and iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
+        if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
             if save_checkpoint() and improved:
                 link_best()
         t_log = time.time()  # eval time is not training time
@@ -385,8 +418,13 @@ while True:
         iter_loss += train_batch(X, Y, micro_step == gradient_accumulation_steps - 1).float()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards
+        grad_norm = grad_norm.full_tensor()
     # fp16's scaler skips overflowing steps itself; otherwise a non-finite gradient skips the step here
-    if torch.isfinite(iter_loss).all() and (scaler.is_enabled() or torch.isfinite(grad_norm)):
+    finite = (torch.isfinite(iter_loss).all() & (torch.isfinite(grad_norm) | scaler.is_enabled())).float()
+    if ddp:  # losses are per rank: all ranks must take or skip the step together
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if finite:
         scaler.step(optimizer)
         if ema is not None:
             ema.update(raw_model)
@@ -396,8 +434,7 @@ while True:
         print(f"iter {iter_num}: non-finite loss or gradients, step skipped ({nonfinite_run} in a row)")
         if nonfinite_run >= max_nonfinite_steps:
             diag = os.path.join(out_dir, 'nonfinite.pt')
-            if master:
-                save_checkpoint(diag)
+            save_checkpoint(diag)
             sys.exit(f"error: {nonfinite_run} non-finite steps in a row at iter {iter_num}; state saved to {diag}, "
                      f"{ckpt_path} left as it was; lower learning_rate or raise grad_clip, then resume")
     scaler.update()
@@ -422,7 +459,7 @@ while True:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         stop = bool(flag.item())
     if stop:
-        if master and save_checkpoint():
+        if save_checkpoint():
             print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
         break
 

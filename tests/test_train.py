@@ -1,6 +1,7 @@
 import json
 import os
 
+import pytest
 import torch
 
 from conftest import ROOT, run_train
@@ -156,35 +157,51 @@ def test_corrupted_checkpoint_is_one_clear_error(run_dir):
     assert len(path.read_bytes()) == 1000
 
 
-def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir):
+def torchrun(run_dir, *args):
     import subprocess
     import sys
     from conftest import TINY
-    common = ['--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2', '--n_sup=2',
-              '--gradient_accumulation_steps=4', '--use_ema=False']
-    run_train(run_dir, '--out_dir=one', *common)
-    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                           os.path.join(ROOT, 'train.py'), *TINY, '--out_dir=two', *common],
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(ROOT, 'train.py'), *TINY, *args],
                           cwd=run_dir, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1'))
+
+
+@pytest.mark.parametrize('fsdp', [False, True])
+def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir, fsdp):
+    common = ['--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2', '--n_sup=2',
+              '--gradient_accumulation_steps=4', f'--use_ema={fsdp}']
+    run_train(run_dir, '--out_dir=one', *common)
+    proc = torchrun(run_dir, '--out_dir=two', f'--fsdp={fsdp}', *common)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '2 x 2 micro-batches' in proc.stdout
     a, b = load(run_dir / 'one' / 'ckpt.pt'), load(run_dir / 'two' / 'ckpt.pt')
     assert a['iter_num'] == b['iter_num'] == 3
-    for k in a['model']:
-        torch.testing.assert_close(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-5)
+    for part in ['model'] + (['ema'] if fsdp else []):  # FSDP saves full tensors, gathered from the shards
+        sa, sb = (a[part], b[part]) if part == 'model' else (a[part]['model'], b[part]['model'])
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
     evals = [r for r in read_metrics(run_dir / 'two') if r['kind'] == 'eval']
     assert len(evals) == 2  # one writer: rank 0
+    if fsdp:  # the sharded run's checkpoint resumes in a single process, and sample.py reads it
+        run_train(run_dir, '--out_dir=two', '--init_from=resume', '--max_iters=4', '--lr_decay_iters=3',
+                  '--eval_interval=4', '--batch_size=2', '--n_sup=2', '--gradient_accumulation_steps=4')
+        assert load(run_dir / 'two' / 'ckpt.pt')['iter_num'] == 4
+        import subprocess
+        import sys
+        out = subprocess.run([sys.executable, os.path.join(ROOT, 'sample.py'), '--out_dir=two', '--num_samples=1',
+                              '--max_new_tokens=5', '--device=cpu'], cwd=run_dir, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_fsdp_needs_torchrun(run_dir):
+    proc = run_train(run_dir, '--fsdp=True', check=False)
+    assert proc.returncode != 0 and 'torchrun' in proc.stderr.strip().splitlines()[-1]
 
 
 def test_accumulation_must_divide_among_ranks(run_dir):
-    import subprocess
-    import sys
-    from conftest import TINY
-    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                           os.path.join(ROOT, 'train.py'), *TINY, '--gradient_accumulation_steps=3'],
-                          cwd=run_dir, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1'))
+    proc = torchrun(run_dir, '--gradient_accumulation_steps=3')
     assert proc.returncode != 0 and 'divisible' in proc.stderr
 
 
