@@ -40,6 +40,23 @@ def check_type(key, value, default, where):
                       f"expected {type(default).__name__} (default {default!r})")
 
 
+def script_defaults(path):
+    """The defaults of a script like train.py without running it: the literal top-level assignments
+    before its configure() call. Lets bench.py and tests read presets exactly as train.py would."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    defaults = {}
+    for node in tree.body:
+        if 'configure(' in ast.unparse(node):
+            break
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                defaults[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return defaults
+
+
 def configure(namespace, argv):
     """Return {key: value} for every config key, after applying argv in order."""
     keys = config_keys(namespace)
@@ -48,7 +65,7 @@ def configure(namespace, argv):
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
                 raise ConfigError(f"config file {arg!r} not found (expected e.g. config/shakespeare_char.py)")
-            scope = dict(config)
+            scope = dict(config, __file__=arg)  # a config may build on another: see config/conservative_plain.py
             with open(arg) as f:
                 exec(compile(f.read(), arg, 'exec'), scope)
             for key, value in scope.items():

@@ -49,9 +49,11 @@ except FileNotFoundError as e:
 
 # tokenizer: the dataset's meta.pkl for char-level models, GPT-2 BPE otherwise
 meta_path = os.path.join('data', ckpt['config'].get('dataset', ''), 'meta.pkl')
+meta = {}
 if os.path.exists(meta_path):
     with open(meta_path, 'rb') as f:
         meta = pickle.load(f)
+if 'stoi' in meta:
     stoi, itos = meta['stoi'], meta['itos']
     def encode(s):
         unknown = sorted(set(c for c in s if c not in stoi))
@@ -63,7 +65,7 @@ else:
     import tiktoken
     enc = tiktoken.get_encoding('gpt2')
     encode = lambda s: enc.encode(s, allowed_special={'<|endoftext|>'})
-    decode = lambda ids: enc.decode(ids)
+    decode = lambda ids: enc.decode([i for i in ids if i < enc.n_vocab])  # the padded vocab's extra ids are not text
 
 if start.startswith('FILE:'):
     with open(start[5:], encoding='utf-8') as f:
