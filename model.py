@@ -50,6 +50,14 @@ class GPTConfig:
     learnable_inits: bool = False # y_init/z_init as parameters (they only learn when T_recursion == 1:
                                   # the no-grad cycles cut their gradient otherwise)
     act: bool = True              # q-head for adaptive computation time
+    mixer: str = 'attention'      # attention | mlp_t (TRM: an MLP over the sequence axis, for small fixed grids)
+    puzzle_emb_ndim: int = 0      # > 0: a learned embedding per puzzle id, laid over a prefix of the sequence
+    puzzle_emb_len: int = 0       # prefix positions (0: ceil(puzzle_emb_ndim / n_embd)); the q-head reads the first
+    num_puzzle_ids: int = 1
+    n_features: int = 0           # > 0: continuous inputs (control): a linear embedding of per-step features
+    n_outputs: int = 0            # > 0: a linear head of this width (control) instead of logits over the vocabulary
+    trm_faithful: bool = False    # the official TRM code's numerics: sqrt(n_embd)-scaled embeddings, weightless
+                                  # fp32 RMSNorms, SwiGLU widths rounded to 256, a 2-logit q-head, LeCun init
 
     def __post_init__(self):
         if not self.norm_position:
@@ -61,28 +69,67 @@ class GPTConfig:
         if (self.n_embd // self.n_head) % 2 != 0:
             raise ValueError(f"head size n_embd/n_head={self.n_embd // self.n_head} must be even for RoPE")
         for key, allowed in (('mlp', ('swiglu', 'gelu', 'silu')), ('norm', ('rmsnorm', 'layernorm')),
-                             ('norm_position', ('post', 'pre'))):
+                             ('norm_position', ('post', 'pre')), ('mixer', ('attention', 'mlp_t'))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}={getattr(self, key)!r} is not one of {allowed}")
         for key in ('n_loops', 'T_recursion', 'n_sup'):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.mixer == 'mlp_t' and self.causal:
+            raise ValueError("mixer='mlp_t' mixes every position with every other: set causal=False")
+
+    @property
+    def prefix_len(self):
+        """Positions the puzzle embedding occupies before the tokens."""
+        if not self.puzzle_emb_ndim:
+            return 0
+        return self.puzzle_emb_len or -(-self.puzzle_emb_ndim // self.n_embd)
+
+    @property
+    def seq_len(self):
+        return self.block_size + self.prefix_len
 
     @property
     def hidden_dim(self):
-        if self.mlp == 'swiglu':  # 2/3 keeps params equal to a 2-matrix MLP; round up to 32 for kernels
-            return 32 * math.ceil(2 * self.expansion * self.n_embd / 3 / 32)
-        return int(self.expansion * self.n_embd)
+        return mlp_width(self, self.n_embd)
 
     @classmethod
     def keys(cls):
         return [f.name for f in fields(cls)]
 
 
-def make_norm(config):
+def mlp_width(config, size):
+    """Hidden width of an MLP over features of `size`."""
+    if config.mlp != 'swiglu':
+        return int(config.expansion * size)
+    if config.trm_faithful:  # the official code: round(2/3 e size) up to a multiple of 256
+        return 256 * -(-round(2 * config.expansion * size / 3) // 256)
+    return 32 * math.ceil(2 * config.expansion * size / 3 / 32)  # 2/3: params of a 2-matrix MLP; 32 for kernels
+
+
+class FP32RMSNorm(nn.Module):
+    """RMSNorm without a weight, computed in float32 (the official TRM code's norm)."""
+
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, h):
+        return F.rms_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
+
+def make_norm(config, size=None):
+    size = size or config.n_embd
+    if config.trm_faithful:
+        return FP32RMSNorm(config.norm_eps)
     if config.norm == 'rmsnorm':
-        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
-    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+        return nn.RMSNorm(size, eps=config.norm_eps)
+    return nn.LayerNorm(size, eps=config.norm_eps, bias=config.bias)
+
+
+def trunc_normal(t, std):
+    """Normal(0, std) truncated at 2 std, rescaled so that std is the real one (as jax/flax, and TRM, do)."""
+    s = std / 0.8796256610342398  # the std of a unit normal truncated at +-2
+    return torch.nn.init.trunc_normal_(t, std=s, a=-2 * s, b=2 * s)
 
 
 def rope_tables(head_dim, length, theta):
@@ -130,12 +177,12 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, size=None):
         super().__init__()
-        self.kind = config.mlp
-        width = 2 * config.hidden_dim if config.mlp == 'swiglu' else config.hidden_dim
-        self.c_fc = nn.Linear(config.n_embd, width, bias=config.bias)
-        self.c_proj = nn.Linear(config.hidden_dim, config.n_embd, bias=config.bias)
+        self.kind, size = config.mlp, size or config.n_embd
+        hidden = mlp_width(config, size)
+        self.c_fc = nn.Linear(size, 2 * hidden if config.mlp == 'swiglu' else hidden, bias=config.bias)  # [gate; up]
+        self.c_proj = nn.Linear(hidden, size, bias=config.bias)
 
     def forward(self, h):
         h = self.c_fc(h)
@@ -151,16 +198,23 @@ class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.post = config.norm_position == 'post'
-        self.norm1, self.norm2 = make_norm(config), make_norm(config)
-        self.attn, self.mlp = Attention(config), MLP(config)
+        if config.mixer == 'mlp_t':  # mixes positions as an MLP over the sequence axis (fixed-size grids)
+            self.mlp_t, self.norm1 = MLP(config, config.seq_len), make_norm(config, config.seq_len)
+        else:
+            self.attn, self.norm1 = Attention(config), make_norm(config)
+        self.mlp, self.norm2 = MLP(config), make_norm(config)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, h, cos, sin, cache=None):
-        if self.post:  # TRM: h = norm(h + f(h)) keeps every state at unit scale
+        if hasattr(self, 'mlp_t'):  # transposed to [B, D, L]: the MLP and its norm run over the sequence
+            h = h.transpose(1, 2)
+            h = self.norm1(h + self.drop(self.mlp_t(h))) if self.post else h + self.drop(self.mlp_t(self.norm1(h)))
+            h = h.transpose(1, 2)
+        elif self.post:  # TRM: h = norm(h + f(h)) keeps every state at unit scale
             h = self.norm1(h + self.drop(self.attn(h, cos, sin, cache)))
-            return self.norm2(h + self.drop(self.mlp(h)))
-        h = h + self.drop(self.attn(self.norm1(h), cos, sin, cache))
-        return h + self.drop(self.mlp(self.norm2(h)))
+        else:
+            h = h + self.drop(self.attn(self.norm1(h), cos, sin, cache))
+        return self.norm2(h + self.drop(self.mlp(h))) if self.post else h + self.drop(self.mlp(self.norm2(h)))
 
 
 class KVCache:
@@ -186,22 +240,26 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        # inputs: tokens, or per-step feature vectors (control); a puzzle embedding may lead the sequence
+        self.wte = nn.Linear(config.n_features, config.n_embd) if config.n_features else nn.Embedding(config.vocab_size, config.n_embd)
+        if config.puzzle_emb_ndim:
+            self.puzzle_emb = nn.Embedding(config.num_puzzle_ids, config.puzzle_emb_ndim)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         # pre-norm needs a final norm: it ends the plain GPT and keeps recursive states bounded
         self.norm_f = make_norm(config) if config.norm_position == 'pre' else nn.Identity()
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.n_outputs or config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
-        self.q_head = nn.Linear(config.n_embd, 1) if config.recursion and config.act else None
+        # the official TRM q-head has a second ("continue") logit that its default training ignores
+        self.q_head = nn.Linear(config.n_embd, 2 if config.trm_faithful else 1) if config.recursion and config.act else None
         if config.recursion:
-            inits = torch.nn.init.trunc_normal_(torch.empty(2, config.n_embd), std=1.0, a=-2.0, b=2.0)
+            inits = trunc_normal(torch.empty(2, config.n_embd), 1.0)  # y_init, z_init (TRM's H_init, L_init)
             if config.learnable_inits:
                 self.yz_init = nn.Parameter(inits)
             else:
                 self.register_buffer('yz_init', inits)
-        cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
+        cos, sin = rope_tables(config.n_embd // config.n_head, config.seq_len, config.rope_theta)
         self.register_buffer('rope_cos', cos, persistent=False)
         self.register_buffer('rope_sin', sin, persistent=False)
         self.apply(self._init_weights)
@@ -210,6 +268,13 @@ class GPT(nn.Module):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         if not config.tie_weights:  # unit-scale embeddings match the unit-scale y/z states
             torch.nn.init.normal_(self.wte.weight, mean=0.0, std=1.0)
+        if config.trm_faithful:  # the official init: truncated LeCun normal, embeddings 1/sqrt(D) (scaled up in embed)
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    fan_in = m.weight.size(1) if isinstance(m, nn.Linear) else config.n_embd
+                    trunc_normal(m.weight, 1.0 / math.sqrt(fan_in))
+        if config.puzzle_emb_ndim:  # a new puzzle starts from nothing
+            torch.nn.init.zeros_(self.puzzle_emb.weight)
         if self.q_head is not None:  # start out predicting "not yet right" (TRM)
             torch.nn.init.zeros_(self.q_head.weight)
             torch.nn.init.constant_(self.q_head.bias, -5.0)
@@ -234,8 +299,19 @@ class GPT(nn.Module):
             h = block(h, cos, sin, cache)
         return self.norm_f(h)
 
-    def initial_state(self, idx):
-        B, L = idx.shape
+    def embed(self, idx, puzzle_ids=None):
+        """x: [B, prefix_len + L, D]. The puzzle embedding (zero-padded to whole positions) leads the tokens."""
+        cfg = self.config
+        x = self.wte(idx)
+        if cfg.puzzle_emb_ndim:
+            p = F.pad(self.puzzle_emb(puzzle_ids), (0, cfg.prefix_len * cfg.n_embd - cfg.puzzle_emb_ndim))
+            x = torch.cat([p.view(x.size(0), cfg.prefix_len, cfg.n_embd).to(x.dtype), x], dim=1)
+        if cfg.trm_faithful:
+            x = math.sqrt(cfg.n_embd) * x
+        return self.drop(x)
+
+    def initial_state(self, x):
+        B, L = x.shape[:2]
         y_init, z_init = self.yz_init
         return y_init.expand(B, L, -1), z_init.expand(B, L, -1)
 
@@ -245,23 +321,27 @@ class GPT(nn.Module):
         y = self.net(y, z, cache, pos)
         return y, z
 
-    def forward(self, idx, y=None, z=None, cache=None, pos=0):
+    def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
         """One supervision step: (logits, q_logits, y, z). Only this step's last
         cycle carries a graph, and the returned y, z are detached, so the caller can
-        backward right away and feed y, z to the next step. cache/pos: see generate()."""
-        if pos + idx.size(1) > self.config.block_size:
-            raise ValueError(f"sequence length {pos + idx.size(1)} > block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx))
-        if not self.config.recursion:
-            return self.lm_head(self.net(x, None, cache, pos)), None, None, None
+        backward right away and feed y, z to the next step. cache/pos: see generate().
+        q_logits: per token [B, L] when causal (LM), per sequence [B] otherwise (puzzles, control)."""
+        cfg = self.config
+        if pos + idx.size(1) > cfg.block_size or (cfg.mixer == 'mlp_t' and idx.size(1) != cfg.block_size):
+            raise ValueError(f"sequence length {pos + idx.size(1)} does not fit block_size {cfg.block_size}"
+                             + (" (mlp_t needs exactly block_size)" if cfg.mixer == 'mlp_t' else ""))
+        x = self.embed(idx, puzzle_ids)
+        P = cfg.prefix_len  # outputs are read after the prefix
+        if not cfg.recursion:
+            return self.lm_head(self.net(x, None, cache, pos)[:, P:]), None, None, None
         if y is None:
-            y, z = self.initial_state(idx)
+            y, z = self.initial_state(x)
         with torch.no_grad():
-            for _ in range(self.config.T_recursion - 1):
+            for _ in range(cfg.T_recursion - 1):
                 y, z = self.cycle(x, y, z, cache, pos)
         y, z = self.cycle(x, y, z, cache, pos)
-        q = self.q_head(y).squeeze(-1) if self.q_head is not None else None
-        return self.lm_head(y), q, y.detach(), z.detach()
+        q = self.q_head(y if cfg.causal else y[:, 0])[..., 0] if self.q_head is not None else None
+        return self.lm_head(y[:, P:]), q, y.detach(), z.detach()
 
     def supervision_steps(self, idx, n_sup=None):
         """Inference: yield (logits, q_logits) after every supervision step."""
@@ -357,9 +437,12 @@ class GPT(nn.Module):
         """Training FLOPs per token, counting every net call of the recursion:
         the T-1 no-grad cycles forward only (1x), the last cycle and the heads
         forward + backward (3x). Matmul FLOPs only (norms, rope, softmax ignored)."""
-        cfg, L = self.config, seq_len or self.config.block_size
+        cfg, L = self.config, seq_len or self.config.seq_len
         block_mm = sum(m.weight.numel() for m in self.blocks.modules() if isinstance(m, nn.Linear))
         attn = 2 * 2 * cfg.n_layer * L * cfg.n_embd       # QK^T and AV, full (non-causal) count as nanoGPT/PaLM
+        if cfg.mixer == 'mlp_t':  # its weights act on each of the n_embd columns of a sequence: n_embd / L per token
+            mlp_t = sum(b.mlp_t.c_fc.weight.numel() + b.mlp_t.c_proj.weight.numel() for b in self.blocks)
+            block_mm, attn = block_mm - mlp_t + mlp_t * cfg.n_embd / L, 0
         net_fwd = 2 * block_mm + attn
         head_fwd = 2 * self.lm_head.weight.numel() + (2 * cfg.n_embd if self.q_head is not None else 0)
         if not cfg.recursion:
@@ -368,12 +451,19 @@ class GPT(nn.Module):
         per_step = (cfg.T_recursion - 1) * calls * net_fwd + 3 * calls * net_fwd + 3 * head_fwd
         return cfg.n_sup * per_step
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        decay, no_decay = [], []  # decay matrices and embeddings; not norms, biases, y/z inits
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, puzzle_emb_lr=None,
+                             puzzle_emb_weight_decay=None):
+        """AdamW: decay on matrices and embeddings, not on norms, biases, y/z inits; the puzzle
+        embedding in its own group (TRM trains it with a larger learning rate)."""
+        decay, no_decay, puzzle = [], [], []
         for name, p in self.named_parameters():
             if p.requires_grad:
-                (no_decay if p.dim() < 2 or name == 'yz_init' else decay).append(p)
+                (puzzle if name == 'puzzle_emb.weight' else
+                 no_decay if p.dim() < 2 or name == 'yz_init' else decay).append(p)
         groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        if puzzle:
+            groups.append({'params': puzzle, 'lr_scale': (puzzle_emb_lr or learning_rate) / learning_rate,  # follows the schedule
+                           'weight_decay': weight_decay if puzzle_emb_weight_decay is None else puzzle_emb_weight_decay})
         fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu')
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
 

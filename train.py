@@ -390,7 +390,7 @@ t_start = t_log = time.time()
 while True:
     lr = get_lr(iter_num) if decay_lr else learning_rate
     for group in optimizer.param_groups:
-        group['lr'] = lr
+        group['lr'] = lr * group.get('lr_scale', 1.0)
 
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         metrics = evaluate(ema.model if ema is not None else raw_model)
