@@ -1,0 +1,7 @@
+# Preset C's recursion-off baseline: the same blocks run once over the tokens (a plain pre-norm
+# Llama-style GPT), same data, batch and schedule.   python train.py config/aggressive_plain.py
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'aggressive.py')).read())
+recursion = False
+out_dir = 'out-aggressive-plain'
+wandb_run_name = 'aggressive-plain'

@@ -1,0 +1,68 @@
+"""The presets in config/: DESIGN.md's sizes, one real training step each, and their baselines."""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT
+from configurator import configure, script_defaults
+from model import GPT, GPTConfig
+
+# DESIGN.md's table: n_layer, n_embd, n_head, n_kv_head, n_loops, T_recursion, n_sup, block_size
+DESIGN = {'conservative': (12, 768, 12, 4, 3, 2, 8, 1024), 'balanced': (16, 1024, 16, 4, 4, 2, 8, 1024),
+          'aggressive': (20, 1024, 16, 4, 4, 2, 12, 1024), 'cloud': (24, 1536, 16, 4, 4, 2, 12, 2048)}
+KEYS = ('n_layer', 'n_embd', 'n_head', 'n_kv_head', 'n_loops', 'T_recursion', 'n_sup', 'block_size')
+
+
+def preset(name, *overrides):
+    """The config train.py would run for `python train.py config/<name>.py <overrides>`."""
+    return configure(script_defaults(os.path.join(ROOT, 'train.py')),
+                     [os.path.join(ROOT, 'config', f'{name}.py'), *overrides])
+
+
+def build(config, device=None):
+    args = {k: config[k] for k in GPTConfig.keys() if k in config}
+    with torch.device(device or 'cpu'):
+        return GPT(GPTConfig(**dict(args, vocab_size=50304, causal=True)))
+
+
+@pytest.mark.parametrize('name', DESIGN)
+def test_preset_has_design_sizes_and_trains_one_step(name):
+    cfg = preset(name, '--block_size=16')
+    assert tuple(cfg[k] for k in KEYS[:-1]) == DESIGN[name][:-1]
+    assert preset(name)['block_size'] == DESIGN[name][-1]
+    assert cfg['dataset'] == 'openwebtext' and cfg['dtype'] == 'bfloat16' and cfg['compile']
+    assert cfg['n_head'] % cfg['n_kv_head'] == 0 and cfg['n_embd'] % cfg['n_head'] == 0
+    torch.manual_seed(0)
+    model = build(cfg)
+    X, Y = torch.randint(0, 50257, (2, 1, 16))
+    logits, q, y, z = model(X)  # one supervision step: the no-grad cycle, then the cycle with a graph
+    loss = F.cross_entropy(logits.flatten(0, 1), Y.flatten())
+    loss.backward()
+    assert abs(loss.item() - torch.log(torch.tensor(50304.0)).item()) < 1.5  # near uniform at init
+    for p in model.blocks.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+    # the next supervision step starts from the detached states and stays finite
+    logits2, _, _, _ = model(X, y, z)
+    assert torch.isfinite(logits2).all()
+
+
+@pytest.mark.parametrize('name', DESIGN)
+def test_plain_baseline_has_the_same_blocks(name):
+    rec, plain = build(preset(name), 'meta'), build(preset(f'{name}_plain'), 'meta')
+    assert not plain.config.recursion and plain.config.norm_position == 'pre'
+    shapes = lambda m: [p.shape for p in m.blocks.parameters()]
+    assert shapes(rec) == shapes(plain)
+
+
+@pytest.mark.parametrize('name', DESIGN)
+def test_isoflop_baseline_spends_the_recursions_flops(name):
+    rec, iso = preset(name), preset(f'{name}_isoflop')
+    assert not iso['recursion'] and iso['n_embd'] == rec['n_embd'] and iso['n_layer'] > rec['n_layer']
+    # FLOPs are affine in depth: read the iso-FLOP net's count off 1-, 2- and 3-layer copies (a 2000-layer
+    # net takes a while to build, even on the meta device)
+    f1, f2, f3 = (build(dict(iso, n_layer=n), 'meta').flops_per_token() for n in (1, 2, 3))
+    assert f3 - f2 == f2 - f1
+    iso_flops = f1 + (iso['n_layer'] - 1) * (f2 - f1)
+    assert abs(iso_flops / build(rec, 'meta').flops_per_token() - 1) < 0.01
