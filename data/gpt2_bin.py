@@ -286,7 +286,7 @@ def main(description, out_dir, dataset, subset=None, val_size=0.0005, argv=None)
                  f"to a folder holding its cached files (copied from a machine where tiktoken.get_encoding('gpt2') ran)")
     assert vocab_size < 2**16, 'GPT-2 token ids must fit np.uint16'
     # what the tokens depend on: a rerun with other values must not resume this run's .tmp files
-    key = json.dumps([args.files, args.val_files, args.dataset if not args.files else None,
+    key = json.dumps([[os.path.abspath(p) for p in args.files or []], [os.path.abspath(p) for p in args.val_files or []], args.dataset if not args.files else None,
                       args.subset if not args.files else None, args.txt_doc, args.text_column, args.val_size,
                       args.seed, args.streaming])
     try:
