@@ -282,13 +282,13 @@ def main(description, out_dir, dataset, subset=None, val_size=0.0005, argv=None)
     try:
         vocab_size = tiktoken.get_encoding('gpt2').n_vocab
     except Exception as e:  # its files are downloaded on first use
-        sys.exit(f"error: could not load tiktoken's GPT-2 BPE ({type(e).__name__}); offline? set TIKTOKEN_CACHE_DIR "
-                 f"to a folder holding its cached files (copied from a machine where tiktoken.get_encoding('gpt2') ran)")
+        sys.exit(f"error: could not load tiktoken's GPT-2 BPE ({type(e).__name__}); offline? set TIKTOKEN_CACHE_DIR to "
+                 f"a folder holding its cached files (copied from a machine where tiktoken.get_encoding('gpt2') ran)")
     assert vocab_size < 2**16, 'GPT-2 token ids must fit np.uint16'
     # what the tokens depend on: a rerun with other values must not resume this run's .tmp files
-    key = json.dumps([[os.path.abspath(p) for p in args.files or []], [os.path.abspath(p) for p in args.val_files or []], args.dataset if not args.files else None,
-                      args.subset if not args.files else None, args.txt_doc, args.text_column, args.val_size,
-                      args.seed, args.streaming])
+    local = [[os.path.abspath(p) for p in args.files or []], [os.path.abspath(p) for p in args.val_files or []]]
+    hub = [args.dataset, args.subset] if not args.files else None
+    key = json.dumps([local, hub, args.txt_doc, args.text_column, args.val_size, args.seed, args.streaming])
     try:
         tokens = write_bins(load_source(args), args, key)
     except ValueError as e:
