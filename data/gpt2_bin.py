@@ -113,7 +113,9 @@ def load_source(args):
 
 def _unit_hash(idx, seed):
     """Deterministic uniform [0, 1) per document index (splitmix64), for streaming val picks."""
-    x = idx.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    # splitmix64 of the (idx+1)-th step of a seed-dependent state; uint64 arrays wrap around silently
+    start = np.uint64(seed * 0xD1B54A32D192ED03 % 2**64)  # Python ints: no numpy scalar overflow warning
+    x = start + (idx.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     x = x ^ (x >> np.uint64(31))

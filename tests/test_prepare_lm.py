@@ -148,9 +148,9 @@ def test_parquet_streaming_val_count(tmp_path):
     assert val == docs[:4]  # streaming with a count: the first N documents (documented)
 
 
-@pytest.mark.parametrize('name', ['openwebtext', 'fineweb_edu', 'tinystories'])
-def test_hub_offline_one_line_error(tmp_path, name):
-    proc = prepare(tmp_path, name, '--out_dir', str(tmp_path / 'out'), check=False)
+@pytest.mark.parametrize('name,extra', [('openwebtext', []), ('fineweb_edu', []), ('tinystories', ['--streaming'])])
+def test_hub_offline_one_line_error(tmp_path, name, extra):
+    proc = prepare(tmp_path, name, '--out_dir', str(tmp_path / 'out'), *extra, check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error:') and '--files' in lines[0], proc.stderr
