@@ -38,6 +38,7 @@ def parse_args(description, out_dir, dataset, subset=None, val_size=0.0005, argv
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', default=dataset, help='hub dataset name (default: %(default)s)')
     p.add_argument('--subset', default=subset, help='hub config name (default: %(default)s)')
+    p.add_argument('--revision', default=None, help='hub branch, tag or commit (e.g. refs/convert/parquet)')
     p.add_argument('--files', nargs='+', help='local files or globs instead of the hub: *.txt, *.jsonl, *.parquet')
     p.add_argument('--val_files', nargs='+', help='local files for the validation split (with --files)')
     p.add_argument('--txt_doc', choices=['file', 'paragraph', 'line'], default='file',
@@ -98,9 +99,13 @@ def load_source(args):
         ds = datasets.load_dataset(kind, data_files=data_files, **kw)
     else:
         try:
-            ds = datasets.load_dataset(args.dataset, name=args.subset, **kw)
+            ds = datasets.load_dataset(args.dataset, name=args.subset, revision=args.revision, **kw)
         except Exception as e:  # offline, unknown name, network error: one line, not a traceback
             msg = ' '.join(str(e).split())[:300]
+            if 'scripts are no longer supported' in msg:  # datasets>=4 runs no loading scripts
+                sys.exit(f"error: {args.dataset!r} on the hub still needs a loading script, which datasets>=4 no "
+                         f"longer runs; try --revision refs/convert/parquet (the hub's parquet export, possibly "
+                         f"partial for a large dataset), pip install 'datasets<4', or local files with --files")
             sys.exit(f"error: could not load {args.dataset!r} from the Hugging Face hub ({type(e).__name__}: {msg}); "
                      f"offline? pass local files instead: --files 'path/*.txt' (or *.jsonl, *.parquet)")
     if 'train' not in ds:
@@ -289,7 +294,7 @@ def main(description, out_dir, dataset, subset=None, val_size=0.0005, argv=None)
     assert vocab_size < 2**16, 'GPT-2 token ids must fit np.uint16'
     # what the tokens depend on: a rerun with other values must not resume this run's .tmp files
     local = [[os.path.abspath(p) for p in args.files or []], [os.path.abspath(p) for p in args.val_files or []]]
-    hub = [args.dataset, args.subset] if not args.files else None
+    hub = [args.dataset, args.subset, args.revision] if not args.files else None
     key = json.dumps([local, hub, args.txt_doc, args.text_column, args.val_size, args.seed, args.streaming])
     try:
         tokens = write_bins(load_source(args), args, key)

@@ -227,3 +227,24 @@ def test_stale_tmp_files_start_clean(tmp_path, capsys):
     run_main(tmp_path, *args)
     assert 'resuming' not in capsys.readouterr().out
     check_split(out, docs, n_val=2)
+
+
+def test_dataset_folder_takes_the_hub_path_and_its_validation_split(tmp_path):
+    # load_dataset(name) accepts a local folder laid out like a hub repo: the same code path as the hub, offline
+    docs = make_docs(16, seed=8)
+    repo = tmp_path / 'repo' / 'data'
+    repo.mkdir(parents=True)
+    pq.write_table(pa.table({'text': docs[:12]}), repo / 'train-00000-of-00001.parquet')
+    pq.write_table(pa.table({'text': docs[12:]}), repo / 'validation-00000-of-00001.parquet')
+    out = tmp_path / 'out'
+    run_main(tmp_path, '--dataset', str(tmp_path / 'repo'), '--out_dir', str(out), '--num_proc', '1')
+    train, val = check_split(out, docs)
+    assert train == docs[:12] and val == docs[12:]
+
+
+def test_script_dataset_names_the_ways_out(tmp_path):
+    repo = tmp_path / 'owt'
+    repo.mkdir()
+    (repo / 'owt.py').write_text('# a legacy loading script\n')
+    msg = main_error(tmp_path, '--dataset', str(repo), '--out_dir', str(tmp_path / 'out'))
+    assert '--revision refs/convert/parquet' in msg and '--files' in msg
