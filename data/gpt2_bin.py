@@ -8,7 +8,8 @@ train.bin / val.bin (flat np.uint16 token ids) plus meta.pkl {'vocab_size': 5025
 
 * Documents. Hub and .jsonl/.parquet: one row of the text column = one document. .txt:
   --txt_doc file (default: one file = one document), paragraph (split on blank lines, i.e. on
-  "\\n\\n", empty pieces dropped) or line. Empty documents are skipped (no lone EOT).
+  "\\n\\n", empty pieces dropped) or line (without its newline). Empty documents are skipped
+  (no lone EOT).
 * Val split. A 'validation' split of the source (TinyStories has one; --val_files gives one
   locally) is used as is. Otherwise --val_size documents are held out: a fraction (< 1) or a
   count (>= 1). Without streaming they are drawn at random with --seed (exact count); with
@@ -93,7 +94,7 @@ def load_source(args):
                 raise ValueError('--val_files must be the same kind of file as --files')
             data_files['validation'] = val_files
         if kind == 'text':
-            kw.update(sample_by={'file': 'document'}.get(args.txt_doc, args.txt_doc), keep_linebreaks=True)
+            kw['sample_by'] = {'file': 'document'}.get(args.txt_doc, args.txt_doc)  # line: without its '\n'
         if not args.streaming:
             kw['num_proc'] = min(args.num_proc, len(files))  # loading parallelises over files only
         ds = datasets.load_dataset(kind, data_files=data_files, **kw)

@@ -248,3 +248,13 @@ def test_script_dataset_names_the_ways_out(tmp_path):
     (repo / 'owt.py').write_text('# a legacy loading script\n')
     msg = main_error(tmp_path, '--dataset', str(repo), '--out_dir', str(tmp_path / 'out'))
     assert '--revision refs/convert/parquet' in msg and '--files' in msg
+
+
+def test_txt_lines_round_trip(tmp_path):
+    docs = [line for d in make_docs(8, seed=9) for line in d.split('\n')]
+    (tmp_path / 'lines.txt').write_text('\n'.join(docs[:5]) + '\n\n' + '\n'.join(docs[5:]) + '\n', encoding='utf-8')
+    out = tmp_path / 'out'
+    run_main(tmp_path, '--files', str(tmp_path / 'lines.txt'), '--txt_doc', 'line', '--streaming',
+             '--val_size', '2', '--out_dir', str(out))
+    train, val = check_split(out, docs, n_val=2)  # the empty line is no document
+    assert val == docs[:2] and train == docs[2:]

@@ -1,5 +1,5 @@
 """
-Prepare TinyStories (~2.1M short stories, ~470M GPT-2 tokens) for GPT-2 BPE language modelling.
+Prepare TinyStories (~2.1M short stories written by GPT-3.5/4) for GPT-2 BPE language modelling.
 
 The hub dataset has its own validation split (~22k stories), used as val.bin. Writes
 train.bin / val.bin (np.uint16 token ids, EOT 50256 after every story) and meta.pkl into this
