@@ -283,7 +283,10 @@ def main(argv=None):
                            'rating': 'guesses of a full count-to-2 MRV search after naked+hidden singles'},
             'seed': a.seed, 'counts': counts, 'ratings': ratings,
             'prepare_seconds': round(time.time() - t0, 1)}
-    write_atomic(os.path.join(a.out_dir, 'meta.json'), lambda p: open(p, 'w').write(json.dumps(meta, indent=1)))
+    def dump_meta(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(meta, f, indent=1)
+    write_atomic(os.path.join(a.out_dir, 'meta.json'), dump_meta)
     print(f"wrote {a.out_dir} in {time.time() - t0:.1f}s")
 
 
