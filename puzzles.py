@@ -64,14 +64,22 @@ def load(data_dir, split):
     return out
 
 
-def get_batch(data, ix, rng, augment=True, n_aug=ARC_N_AUG):
+def get_batch(data, ix, rng, augment=True, n_aug=ARC_N_AUG, aug_ids=None):
     """Rows ix of data (from load), augmented per row if augment. Returns a dict of numpy arrays:
-    inputs, labels (int64 [B, L]), aug (the parameters invert() needs), ix, and for ARC puzzle_ids
-    and aug_ids (embedding index = puzzle_ids * n_aug + aug_ids)."""
+    inputs, labels (int64 [B, L]), aug (the parameters invert() needs), ix, and for ARC puzzle_ids,
+    aug_ids and emb_ids = puzzle_ids * n_aug + aug_ids (the puzzle-embedding row; table size
+    meta['num_puzzle_ids'] * n_aug). ARC: aug_ids given = use those augmentations (for voting,
+    ix = np.repeat(rows, K) and aug_ids = np.tile(arc_vote_ids(K, n_aug), len(rows)))."""
     ix = np.asarray(ix)
     kind = data['meta']['augmentation']
     inputs, labels = data['inputs'][ix], data['labels'][ix]
-    if augment:
+    if aug_ids is not None:
+        if kind != 'arc' or len(aug_ids) != len(ix) or np.max(aug_ids) >= n_aug:
+            raise ValueError(f"aug_ids: ARC only, one per row, each below n_aug={n_aug}")
+        aug_ids = np.asarray(aug_ids, np.int64)
+        inputs, labels = arc_apply(inputs, aug_ids, labels=False), arc_apply(labels, aug_ids, labels=True)
+        aug = {'aug_id': aug_ids, 'dihedral': aug_ids % 8}
+    elif augment:
         inputs, labels, aug = _augment(kind, inputs, labels, rng, n_aug)
     else:
         aug = identity_params(kind, len(ix))
@@ -79,6 +87,7 @@ def get_batch(data, ix, rng, augment=True, n_aug=ARC_N_AUG):
     if 'puzzle_ids' in data:
         out['puzzle_ids'] = data['puzzle_ids'][ix].astype(np.int64)
         out['aug_ids'] = aug['aug_id'].astype(np.int64)
+        out['emb_ids'] = out['puzzle_ids'] * n_aug + out['aug_ids']
     return out
 
 
@@ -298,6 +307,15 @@ def augment_arc(inputs, labels, rng, n_aug=ARC_N_AUG):
     ids = rng.integers(0, n_aug, len(inputs))
     return (arc_apply(inputs, ids, labels=False), arc_apply(labels, ids, labels=True),
             {'aug_id': ids, 'dihedral': ids % 8})
+
+
+def arc_vote_ids(n_votes, n_aug=ARC_N_AUG, seed=0):
+    """n_votes distinct augmentation ids for test-time voting: the identity first, then a fixed
+    random choice (the same for every run, so votes are comparable)."""
+    if not 1 <= n_votes <= n_aug:
+        raise ValueError(f"n_votes must be in 1..n_aug={n_aug}, got {n_votes}")
+    rest = np.random.default_rng(seed).permutation(np.arange(1, n_aug))[:n_votes - 1]
+    return np.concatenate([[0], rest]).astype(np.int64)
 
 
 def arc_vote(preds, aug_ids, answer, scores=None):

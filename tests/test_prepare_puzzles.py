@@ -197,3 +197,12 @@ def test_arc_prepare_writes_documented_files_from_packaged_data(tmp_path):
     assert set(tr['puzzle_ids'].tolist()) == set(range(800))
     b = P.get_batch(tr, np.arange(8), np.random.default_rng(0), augment=True)
     assert b['aug_ids'].max() < P.ARC_N_AUG and np.array_equal(P.invert('arc', b['labels'], b['aug']), tr['labels'][:8])
+    # test-time voting batch: each test pair under K fixed augmentations; a perfect model scores 1
+    k = 6
+    rows = np.arange(5)
+    ids = np.tile(P.arc_vote_ids(k), len(rows))
+    assert len(set(P.arc_vote_ids(k).tolist())) == k and P.arc_vote_ids(k)[0] == 0
+    vb = P.get_batch(te, np.repeat(rows, k), None, aug_ids=ids)
+    assert np.array_equal(vb['emb_ids'], vb['puzzle_ids'] * P.ARC_N_AUG + ids)
+    res = P.arc_evaluate(vb['labels'], vb['aug_ids'], vb['ix'], te['labels'], te['puzzle_ids'])
+    assert res['pass@1'] == 1.0 and res['n_pairs'] == 5
