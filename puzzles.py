@@ -158,12 +158,12 @@ def grid_dihedral(tokens, ks):
 # ----------------------------------------------------------------------------- sudoku
 
 def sudoku_params(rng, n):
-    def block_perm():  # permute the 3 groups, then the 3 lines inside each group
-        groups = np.stack([rng.permutation(3) for _ in range(n)])
-        inner = np.stack([np.stack([rng.permutation(3) for _ in range(3)]) for _ in range(n)])
-        return (groups[:, :, None] * 3 + inner).reshape(n, 9)
-    return {'digits': np.stack([rng.permutation(9) for _ in range(n)]), 'transpose': rng.random(n) < 0.5,
-            'rows': block_perm(), 'cols': block_perm()}
+    def perms(*shape):  # random permutations along the last axis (argsort of uniform noise)
+        return np.argsort(rng.random(shape), axis=-1)
+
+    def block_perm():  # permute the 3 bands (stacks), then the 3 lines inside each
+        return (perms(n, 3)[:, :, None] * 3 + perms(n, 3, 3)).reshape(n, 9)
+    return {'digits': perms(n, 9), 'transpose': rng.random(n) < 0.5, 'rows': block_perm(), 'cols': block_perm()}
 
 
 def _digit_lut(perm):
