@@ -115,7 +115,10 @@ class FP32RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, h):
-        return F.rms_norm(h.float(), h.shape[-1:], eps=self.eps).to(h.dtype)
+        # spelled out, not F.rms_norm: the same rounding as the official code, which the recursion would
+        # otherwise amplify (a 1-ulp difference grows to 1e-2 in the logits after 3 supervision steps)
+        x = h.float()
+        return (x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)).to(h.dtype)
 
 def make_norm(config, size=None):
     size = size or config.n_embd
@@ -343,11 +346,11 @@ class GPT(nn.Module):
         q = self.q_head(y if cfg.causal else y[:, 0])[..., 0] if self.q_head is not None else None
         return self.lm_head(y[:, P:]), q, y.detach(), z.detach()
 
-    def supervision_steps(self, idx, n_sup=None):
+    def supervision_steps(self, idx, n_sup=None, puzzle_ids=None):
         """Inference: yield (logits, q_logits) after every supervision step."""
         y = z = None
         for _ in range(n_sup or self.n_sup):
-            logits, q, y, z = self(idx, y, z)
+            logits, q, y, z = self(idx, y, z, puzzle_ids=puzzle_ids)
             yield logits, q
 
     # ---- generation ----------------------------------------------------------
@@ -466,6 +469,44 @@ class GPT(nn.Module):
                            'weight_decay': weight_decay if puzzle_emb_weight_decay is None else puzzle_emb_weight_decay})
         fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu')
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
+
+
+# the official TRM code's parameter names (models/recursive_reasoning/trm.py) -> ours
+OFFICIAL_TRM_NAMES = [
+    (r'embed_tokens\.embedding_weight', 'wte.weight'),
+    (r'lm_head\.weight', 'lm_head.weight'),
+    (r'q_head\.(weight|bias)', r'q_head.\1'),
+    (r'puzzle_emb\.weights', 'puzzle_emb.weight'),
+    (r'L_level\.layers\.(\d+)\.self_attn\.qkv_proj\.weight', r'blocks.\1.attn.c_attn.weight'),
+    (r'L_level\.layers\.(\d+)\.self_attn\.o_proj\.weight', r'blocks.\1.attn.c_proj.weight'),
+    (r'L_level\.layers\.(\d+)\.(mlp|mlp_t)\.gate_up_proj\.weight', r'blocks.\1.\2.c_fc.weight'),
+    (r'L_level\.layers\.(\d+)\.(mlp|mlp_t)\.down_proj\.weight', r'blocks.\1.\2.c_proj.weight'),
+]
+
+
+def from_official_trm(state_dict, model):
+    """Our state dict for `model` (a trm_faithful GPT) from a state dict saved by the official TRM code
+    (prefixes such as _orig_mod. and model.inner. are dropped). ValueError naming any official tensor
+    that has no place here, any of ours left without a value, and any shape that differs."""
+    import re
+    ours, out, unmapped = model.state_dict(), {}, []
+    official = {re.sub(r'^(_orig_mod\.)?(model\.)?(inner\.)?', '', k): v for k, v in state_dict.items()}
+    init = {k: official.pop(k) for k in ('H_init', 'L_init') if k in official}
+    if len(init) == 2:
+        out['yz_init'] = torch.stack([init['H_init'], init['L_init']])  # y is TRM's z_H, z its z_L
+    for name, tensor in official.items():
+        for pattern, target in OFFICIAL_TRM_NAMES:
+            if re.fullmatch(pattern, name):
+                out[re.sub(pattern, target, name)] = tensor
+                break
+        else:
+            unmapped.append(name)
+    problems = [f"unmapped {n}" for n in unmapped] + [f"missing {n}" for n in ours if n not in out]
+    problems += [f"{n}: official {tuple(t.shape)} vs ours {tuple(ours[n].shape)}" for n, t in out.items()
+                 if n in ours and t.shape != ours[n].shape]
+    if problems:
+        raise ValueError("the official TRM state dict does not fit this config: " + "; ".join(problems[:8]))
+    return {n: t.to(ours[n].dtype) for n, t in out.items()}
 
 
 def load_model(ckpt_path, device='cpu', use_ema=True):

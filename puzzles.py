@@ -356,3 +356,35 @@ def arc_evaluate(preds, aug_ids, ix, labels, puzzle_ids, scores=None):
     return {'pass@1': float(pairs[:, 0].mean()), 'pass@2': float(pairs[:, 1].mean()),
             'task_pass@1': float(tasks[:, 0].mean()), 'task_pass@2': float(tasks[:, 1].mean()),
             'n_pairs': len(pairs), 'n_tasks': len(tasks)}
+
+
+# ----------------------------------------------------------------------------- the trm schedule's carry
+
+def refill_carry(carry, fresh, yz_init, seq_len):
+    """The rows in flight for the next supervision step (torch tensors): rows that halted are replaced by
+    the rows of `fresh` (a dict: X, Y, P) and restart from y/z init ([2, D]) with 0 steps; the others keep
+    their data, (y, z) and step count. carry None: every row is fresh."""
+    import torch
+    n, dev = len(fresh['X']), fresh['X'].device
+    y_init, z_init = (v.to(dev).expand(n, seq_len, -1) for v in yz_init)
+    if carry is None:
+        carry = dict(fresh, y=y_init, z=z_init, steps=torch.zeros(n, dtype=torch.long, device=dev),
+                     halted=torch.ones(n, dtype=torch.bool, device=dev))
+    h = carry['halted']
+    keep = lambda new, old: torch.where(h.view(-1, *[1] * (new.dim() - 1)), new, old)
+    out = {k: keep(v, carry[k]) for k, v in fresh.items() if v is not None}
+    out['y'], out['z'] = keep(y_init, carry['y']), keep(z_init, carry['z'])
+    out['steps'] = torch.where(h, 0, carry['steps'])
+    return out
+
+
+def halted_after_step(steps, q, n_sup, explore_prob):
+    """Which rows stop after this step: n_sup steps done, or the q-head says "right" (q > 0) and the row
+    has reached its minimum; a row explores (with explore_prob) by drawing a minimum of 2..n_sup steps."""
+    import torch
+    halted = steps >= n_sup
+    if q is not None:
+        explore = torch.rand(len(steps), device=steps.device) < explore_prob
+        min_steps = torch.randint(2, n_sup + 1, (len(steps),), device=steps.device) * explore
+        halted |= (q.detach() > 0) & (steps >= min_steps)
+    return halted

@@ -47,7 +47,7 @@ seed = 1337
 wandb_log = False
 wandb_project = 'nanotrm'
 wandb_run_name = 'shakespeare-char'
-# data
+# data: the task follows from the folder data/<dataset>: train.bin (language model) or meta.json (puzzles)
 dataset = 'shakespeare_char'
 batch_size = 8     # small batches, many steps: the fastest way down at this size on a CPU
 block_size = 128
@@ -74,10 +74,22 @@ T_recursion = 1
 n_sup = 1
 learnable_inits = False
 act = True
+mixer = 'attention'     # or mlp_t: TRM's MLP over the sequence axis, for small fixed grids (Sudoku)
+puzzle_emb_ndim = 0     # > 0: a learned per-puzzle embedding laid over a prefix of the sequence (ARC)
+puzzle_emb_len = 0      # its positions (0: ceil(puzzle_emb_ndim / n_embd))
+trm_faithful = False    # compute exactly what the official TRM code computes (see model.py)
 # deep supervision: loss = sum_s w_s loss_s + improvement term + ACT term
 supervision_weight_base = 1.0   # w_s ~ base ** ((s-1)/(n_sup-1)); 1 = uniform
 improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())
 act_loss_weight = 0.5           # * sum_s w_s BCE(q_s, "argmax is right")
+loss = 'softmax'                # softmax | stablemax (TRM's cross-entropy for puzzles: s(x) = x+1 or 1/(1-x))
+# schedule: batch = n_sup steps per batch, one optimizer step (LM default); trm = one optimizer step per
+# supervision step, (y, z) carried across batches, halted rows replaced by fresh ones (the TRM paper's)
+schedule = ''                   # '' = trm for puzzles, batch otherwise
+halt_exploration_prob = 0.1     # trm: how often a row draws a random minimum number of steps before halting
+puzzle_emb_lr = 0.0             # the puzzle embedding's learning rate (0 = learning_rate; TRM: 1e-2)
+puzzle_emb_weight_decay = 0.1
+arc_n_aug = 512                 # ARC: augmentations per task, each its own puzzle embedding
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
@@ -141,43 +153,72 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 
-# data: nanoGPT's format, uint16 tokens in train.bin / val.bin, optional meta.pkl
+# data: nanoGPT's format for LMs (uint16 tokens in train.bin / val.bin, optional meta.pkl); puzzles
+# from data/{sudoku,maze,arc}/prepare.py (inputs/labels arrays + meta.json), augmented on the fly
 data_dir = os.path.join('data', dataset)
-for split in ('train', 'val'):
-    if not os.path.exists(os.path.join(data_dir, f'{split}.bin')):
-        sys.exit(f"error: {os.path.join(data_dir, split + '.bin')} not found; "
-                 f"run `python data/{dataset}/prepare.py` first")
-meta_path = os.path.join(data_dir, 'meta.pkl')
-vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64 (faster matmuls)
-if os.path.exists(meta_path):
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
-    if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
-        vocab_size = meta['vocab_size']
-
-
-split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in ('train', 'val')}
+task = 'puzzle' if os.path.exists(os.path.join(data_dir, 'meta.json')) else 'lm'
+splits = ('train', 'test') if task == 'puzzle' else ('train', 'val')  # the second one picks the best checkpoint
+schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
+if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
+    sys.exit(f"error: schedule={schedule!r} / loss={loss!r}; use schedule 'batch' or 'trm', loss 'softmax' or 'stablemax'")
+if schedule == 'trm' and task == 'lm':
+    sys.exit("error: schedule='trm' halts whole sequences (puzzles); language models train with schedule='batch'")
+if schedule == 'trm' and gradient_accumulation_steps != 1:
+    sys.exit("error: schedule='trm' steps the optimizer after every supervision step of one micro-batch per "
+             "process: set gradient_accumulation_steps to the number of processes")
+if task == 'lm':
+    for split in splits:
+        if not os.path.exists(os.path.join(data_dir, f'{split}.bin')):
+            sys.exit(f"error: {os.path.join(data_dir, split + '.bin')} not found; "
+                     f"run `python data/{dataset}/prepare.py` first")
+    meta_path = os.path.join(data_dir, 'meta.pkl')
+    vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64 (faster matmuls)
+    if os.path.exists(meta_path):
+        with open(meta_path, 'rb') as f:
+            meta = pickle.load(f)
+        if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
+            vocab_size = meta['vocab_size']
+    split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in splits}
+else:
+    import puzzles
+    try:
+        pdata = {split: puzzles.load(data_dir, split) for split in splits}
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    meta = pdata['train']['meta']
+    vocab_size, block_size = meta['vocab_size'], meta['seq_len']  # fixed by the puzzle
+    n_aug = arc_n_aug if meta['augmentation'] == 'arc' else 1
+    split_len = {split: len(pdata[split]['inputs']) for split in splits}
 
 
 def random_ix(split, generator, *shape):
-    return torch.randint(split_len[split] - block_size, shape, generator=generator)
+    """Random sequence starts (LM) or puzzle rows."""
+    return torch.randint(split_len[split] - (block_size if task == 'lm' else 0), shape, generator=generator)
 
 
-def get_batch(split, ix):
-    """Inputs and targets of the sequences starting at ix."""
-    # re-open the memmap every batch: a long-lived one keeps growing RSS
-    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
-    ix = ix.numpy()
-    buf = torch.from_numpy(data[ix[:, None] + np.arange(block_size + 1)].astype(np.int64))
-    x, y = buf[:, :-1], buf[:, 1:]
+def get_batch(split, ix, aug_seed=None):
+    """(inputs, targets, puzzle ids or None) of the sequences starting at ix (LM) or of the puzzle rows ix,
+    augmented with a generator seeded by aug_seed (None: no augmentation)."""
+    if task == 'lm':
+        # re-open the memmap every batch: a long-lived one keeps growing RSS
+        data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
+        buf = torch.from_numpy(data[ix.numpy()[:, None] + np.arange(block_size + 1)].astype(np.int64))
+        x, y, p = buf[:, :-1], buf[:, 1:], None
+    else:
+        b = puzzles.get_batch(pdata[split], ix.numpy(), np.random.default_rng(aug_seed), augment=aug_seed is not None,
+                              n_aug=n_aug)
+        x, y = torch.from_numpy(b['inputs']), torch.from_numpy(b['labels'])
+        p = torch.from_numpy(b.get('emb_ids', np.zeros(len(ix), np.int64)))
     if device_type == 'cuda':
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+        return tuple(t.pin_memory().to(device, non_blocking=True) if t is not None else None for t in (x, y, p))
+    return tuple(t.to(device) if t is not None else None for t in (x, y, p))
 
 
 # model, optimizer, EMA: from scratch or from out_dir/ckpt.pt
 model_args = {k: config[k] for k in GPTConfig.keys() if k in config}
-model_args.update(vocab_size=vocab_size, block_size=block_size, causal=True)
+model_args.update(vocab_size=vocab_size, block_size=block_size, causal=task == 'lm')
+if task == 'puzzle':
+    model_args['num_puzzle_ids'] = meta.get('num_puzzle_ids', 1) * n_aug
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 iter_num, best_val_loss, wandb_run_id, ckpt = 0, float('inf'), None, None
 if init_from == 'resume':
@@ -210,7 +251,8 @@ for m in [model] + ([ema.model] if ema is not None else []):
             fully_shard(block)
         fully_shard(m)
     m.to(device)
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, puzzle_emb_lr,
+                                       puzzle_emb_weight_decay)
 torch.manual_seed(seed + rank)  # dropout differs per rank; the data order does not (see random_ix)
 train_gen = torch.Generator().manual_seed(seed)  # data order: its state is the data position
 if ckpt is not None:
@@ -238,21 +280,46 @@ if master:
           f" ({world_size} x {gradient_accumulation_steps} micro-batches of {batch_size} x {block_size})")
 
 
+def cross_entropy(logits, Y):
+    """Per-target cross-entropy [B, L], 0 where Y is ignored (-100)."""
+    if loss == 'softmax':
+        return F.cross_entropy(logits.float().transpose(1, 2), Y, reduction='none')
+    # stable-max (TRM): s(x) = x + 1 for x >= 0, 1 / (1 - x) below, in place of exp; float64 as the paper's code
+    x = logits.double()
+    s_x = torch.where(x < 0, 1 / (1 - x), x + 1)
+    logp = torch.log(s_x.gather(-1, Y.clamp(min=0)[..., None])[..., 0] / s_x.sum(-1))
+    return torch.where(Y != -100, -logp, 0).float()
+
+
 def step_losses(logits, q, Y):
-    """Cross-entropy of one supervision step, plus the ACT BCE and accuracy when there is a q-head:
-    q predicts, per token, whether the step's argmax is already the target."""
-    loss = F.cross_entropy(logits.float().flatten(0, 1), Y.flatten(), ignore_index=-1)
+    """Loss of one supervision step (LM: mean over tokens; puzzles: mean per puzzle, then over puzzles, as
+    TRM), the ACT BCE and the q-head's accuracy when there is a q-head. q predicts whether the step's
+    answer is already right: per token (LM), or the whole puzzle (q per sequence)."""
+    mask = Y != -100
+    ce = cross_entropy(logits, Y)
+    loss = (ce.sum(1) / mask.sum(1).clamp(min=1)).mean() if task == 'puzzle' else ce.sum() / mask.sum()
     if q is None:
         return loss, None, None
-    mask = Y != -1
-    correct = (logits.argmax(-1) == Y)[mask].float()
-    q = q[mask].float()
-    bce = F.binary_cross_entropy_with_logits(q, correct)
-    return loss, bce, ((q > 0).float() == correct).float().mean()
+    correct = (logits.argmax(-1) == Y) | ~mask
+    target = correct.all(1) if q.dim() == 1 else correct[mask]
+    q = q.float() if q.dim() == 1 else q[mask].float()
+    bce = F.binary_cross_entropy_with_logits(q, target.float())
+    return loss, bce, ((q > 0) == target).float().mean()
 
 
-def train_batch(X, Y, last_micro_step=True):
-    """n_sup supervision steps on one micro-batch, each with its own backward. Returns the step losses."""
+def step_objective(s, loss, bce, prev):
+    """What supervision step s adds to the batch schedule's objective: weighted loss, ACT and improvement terms."""
+    total = sup_weights[s] * loss
+    if bce is not None:
+        total = total + act_loss_weight * sup_weights[s] * bce
+    if prev is not None and improvement_reward_scale > 0:
+        total = total + improvement_reward_scale / (S - 1) * F.relu(loss - prev)
+    return total
+
+
+def train_batch(X, Y, P, last_micro_step=True):
+    """The batch schedule: n_sup supervision steps on one micro-batch, each with its own backward.
+    Returns the step losses."""
     y = z = None  # the model starts from its y/z inits
     prev, losses = None, []
     for s in range(S):
@@ -261,47 +328,99 @@ def train_batch(X, Y, last_micro_step=True):
         if ddp and not fsdp:
             model.require_backward_grad_sync = last_micro_step and s == S - 1
         with ctx:
-            logits, q, y, z = model(X, y, z)
+            logits, q, y, z = model(X, y, z, puzzle_ids=P)
             loss, bce, _ = step_losses(logits, q, Y)
-            total = sup_weights[s] * loss
-            if bce is not None:
-                total = total + act_loss_weight * sup_weights[s] * bce
-            if prev is not None and improvement_reward_scale > 0:
-                total = total + improvement_reward_scale / (S - 1) * F.relu(loss - prev)
+            total = step_objective(s, loss, bce, prev)
         scaler.scale(total / gradient_accumulation_steps).backward()
         prev = loss.detach()
         losses.append(prev)
     return torch.stack(losses)
 
 
+carry = None  # the trm schedule's rows in flight: their data, (y, z), steps taken, halted or not
+
+
+def train_trm_step(X, Y, P):
+    """The trm schedule: one supervision step on the rows in flight, after the halted ones were replaced
+    by rows of this fresh batch (puzzles.refill_carry). Returns the step's loss; the caller steps the
+    optimizer."""
+    global carry
+    c = puzzles.refill_carry(carry, {'X': X, 'Y': Y, 'P': P}, raw_model.yz_init, raw_model.config.seq_len)
+    steps = c['steps'] + 1
+    with ctx:
+        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c['P'])
+        loss, bce, _ = step_losses(logits, q, c['Y'])
+        total = loss + act_loss_weight * bce if bce is not None else loss
+    scaler.scale(total).backward()
+    carry = dict(c, y=y, z=z, steps=steps, halted=puzzles.halted_after_step(steps, q, S, halt_exploration_prob))
+    return loss.detach()[None]
+
+
 @torch.no_grad()
 def evaluate(m):
-    """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split."""
+    """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split; for puzzles
+    (every row runs all n_sup steps) also exact (whole-puzzle) and cell accuracy per step, the rule
+    check (Sudoku: the answer obeys the rules; mazes: it is a shortest path, any of them), and the mean
+    halting step (the first step with q > 0, else n_sup)."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
     out = {}
-    for split in ('train', 'val'):
-        loss_sum, acc_sum = torch.zeros(S, device=device), torch.zeros(S, device=device)
-        for _ in range(eval_iters):
-            X, Y = get_batch(split, random_ix(split, gen, batch_size))
-            with ctx:
-                for s, (logits, q) in enumerate(m.supervision_steps(X)):
+    for split in splits:
+        sums = torch.zeros(5, S, device=device)  # loss, ACT acc, exact, cell, rule-valid
+        halt_sum = torch.zeros((), device=device)
+        for i in range(eval_iters):
+            if task == 'puzzle':  # fixed rows, spread over the ranks, no augmentation
+                ix = (torch.arange(batch_size) + (i * world_size + rank) * batch_size) % split_len[split]
+            else:
+                ix = random_ix(split, gen, batch_size)
+            X, Y, P = get_batch(split, ix)
+            y = z = None
+            halt_step = torch.full((len(X),), S, device=device)
+            for s in range(S):
+                with ctx:
+                    logits, q, y, z = m(X, y, z, puzzle_ids=P)
                     loss, _, acc = step_losses(logits, q, Y)
-                    loss_sum[s] += loss.detach()  # summed on the device: one sync per eval, not per batch
-                    if acc is not None:
-                        acc_sum[s] += acc
+                sums[0, s] += loss  # summed on the device: one sync per eval, not per batch
+                if acc is not None:
+                    sums[1, s] += acc
+                if task == 'puzzle':
+                    pred, mask = logits.argmax(-1), Y != -100
+                    right = (pred == Y) & mask
+                    sums[2, s] += (right.sum(1) == mask.sum(1)).float().mean()
+                    sums[3, s] += right.sum() / mask.sum()
+                    sums[4, s] += rule_valid(X, pred)
+                    if q is not None:
+                        halt_step = torch.where((q > 0) & (halt_step == S), s + 1, halt_step)
+            halt_sum += halt_step.float().mean()
         if ddp:  # every rank evaluates its own batches; all of them get the same means
-            dist.all_reduce(loss_sum)
-            dist.all_reduce(acc_sum)
+            dist.all_reduce(sums)
+            dist.all_reduce(halt_sum)
+        sums = (sums / (eval_iters * world_size)).tolist()
         for s in range(S):
-            out[f'{split}_loss_s{s + 1}'] = loss_sum[s].item() / (eval_iters * world_size)
+            out[f'{split}_loss_s{s + 1}'] = sums[0][s]
             if raw_model.q_head is not None:
-                out[f'{split}_act_acc_s{s + 1}'] = acc_sum[s].item() / (eval_iters * world_size)
+                out[f'{split}_act_acc_s{s + 1}'] = sums[1][s]
+            if task == 'puzzle':
+                out[f'{split}_exact_s{s + 1}'], out[f'{split}_cell_s{s + 1}'] = sums[2][s], sums[3][s]
+                if meta['augmentation'] in ('sudoku', 'maze'):
+                    out[f'{split}_valid_s{s + 1}'] = sums[4][s]
+        if task == 'puzzle' and raw_model.q_head is not None:
+            out[f'{split}_halt_step'] = halt_sum.item() / (eval_iters * world_size)
     m.train(was_training)
     if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
         m.reshard()
     return out
+
+
+def rule_valid(X, pred):
+    """Fraction of answers that satisfy the puzzle's rules (any valid answer counts, not only the label)."""
+    X, pred = X.cpu().numpy(), pred.cpu().numpy()
+    if meta['augmentation'] == 'sudoku':
+        return float(puzzles.sudoku_valid(X, pred).mean())
+    if meta['augmentation'] == 'maze':
+        return float(np.mean([puzzles.maze_path_ok(x, p) for x, p in zip(X, pred)]))
+    return 0.0
 
 
 def full_state_dict(m):
@@ -385,7 +504,7 @@ signal.signal(signal.SIGINT, on_signal)
 
 start_iter = iter_num
 nonfinite_run, nonfinite_total = 0, 0
-loss_acc, n_acc = torch.zeros(S, device=device), 0  # summed on the device: no sync per step
+loss_acc, n_acc = 0, 0  # summed on the device: no sync per step
 t_start = t_log = time.time()
 while True:
     lr = get_lr(iter_num) if decay_lr else learning_rate
@@ -394,12 +513,18 @@ while True:
 
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         metrics = evaluate(ema.model if ema is not None else raw_model)
-        val_loss = metrics[f'val_loss_s{S}']
-        steps = ' | '.join(f"s{s + 1} {metrics[f'val_loss_s{s + 1}']:.4f}" for s in range(S))
-        act_info = f", ACT acc {metrics[f'val_act_acc_s{S}']:.3f}" if f'val_act_acc_s{S}' in metrics else ''
+        val = splits[1]
+        val_loss = metrics[f'{val}_loss_s{S}']
+        steps = ' | '.join(f"s{s + 1} {metrics[f'{val}_loss_s{s + 1}']:.4f}" for s in range(S))
+        act_info = f", ACT acc {metrics[f'{val}_act_acc_s{S}']:.3f}" if f'{val}_act_acc_s{S}' in metrics else ''
         if master:
-            print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, val {val_loss:.4f} "
+            print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, {val} {val_loss:.4f} "
                   f"(per supervision step: {steps}){act_info}")
+            if task == 'puzzle':
+                exact = ' '.join(f"{metrics[f'test_exact_s{s + 1}']:.3f}" for s in range(S))
+                print(f"  test exact accuracy per step: {exact}; cell {metrics[f'test_cell_s{S}']:.3f}"
+                      + (f", rules {metrics[f'test_valid_s{S}']:.3f}" if f'test_valid_s{S}' in metrics else '')
+                      + (f", halting step {metrics['test_halt_step']:.2f}" if 'test_halt_step' in metrics else ''))
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
@@ -410,12 +535,17 @@ while True:
     if iter_num >= max_iters or eval_only:
         break
 
-    iter_loss = torch.zeros(S, device=device)
+    iter_loss = torch.zeros(S if schedule == 'batch' else 1, device=device)
     # every rank draws the whole job's batch and takes its slice: the data order is the same for any world size
-    ix = random_ix('train', train_gen, world_size, gradient_accumulation_steps, batch_size)[rank]
+    ix = random_ix('train', train_gen, world_size * gradient_accumulation_steps, batch_size)
+    aug_seed = int(torch.randint(2 ** 62, (), generator=train_gen)) if task == 'puzzle' else None
     for micro_step in range(gradient_accumulation_steps):
-        X, Y = get_batch('train', ix[micro_step])
-        iter_loss += train_batch(X, Y, micro_step == gradient_accumulation_steps - 1).float()
+        g = rank * gradient_accumulation_steps + micro_step  # this micro-batch's place in the job's batch
+        X, Y, P = get_batch('train', ix[g], None if aug_seed is None else aug_seed + g)
+        if schedule == 'trm':
+            iter_loss += train_trm_step(X, Y, P).float()
+        else:
+            iter_loss += train_batch(X, Y, P, micro_step == gradient_accumulation_steps - 1).float()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards
@@ -450,9 +580,10 @@ while True:
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
         print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
+        names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
-                     'nonfinite_steps': nonfinite_total, **{f'loss_s{s + 1}': l for s, l in enumerate(losses.tolist())}})
-        loss_acc, n_acc, t_log = torch.zeros(S, device=device), 0, time.time()
+                     'nonfinite_steps': nonfinite_total, **dict(zip(names, losses.tolist()))})
+        loss_acc, n_acc, t_log = 0, 0, time.time()
     stop = stop_signal is not None
     if ddp:  # one rank's signal stops all of them at the same step
         flag = torch.tensor(float(stop), device=device)
