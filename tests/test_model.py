@@ -619,14 +619,13 @@ def test_halting_fills_skipped_steps_from_the_last_computed_one():
     assert used.tolist() == [1, 1]
     ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
     torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-    per_step = len(cache.kv) // 3
+    per_step = m.sites_per_step
+    assert cache.k.shape == (3 * per_step, 2, 2, 16, 8)  # [sites, B, n_kv_head, block_size, head_dim]
     for j in range(per_step):
-        k1, v1 = cache.kv[j]
         for s in (1, 2):
-            k, v = cache.kv[s * per_step + j]
-            assert k.size(2) == 6
-            assert torch.equal(k[:, :, -1], k1[:, :, -1]) and torch.equal(v[:, :, -1], v1[:, :, -1])
-            assert not torch.equal(k[:, :, -2], k1[:, :, -2])  # earlier tokens keep their own steps
+            for kv in (cache.k, cache.v):
+                assert torch.equal(kv[s * per_step + j, :, :, 5], kv[j, :, :, 5])
+                assert not torch.equal(kv[s * per_step + j, :, :, 4], kv[j, :, :, 4])  # earlier tokens keep their own steps
 
 
 def test_halting_uses_fewer_steps():
