@@ -175,6 +175,11 @@ class KVCache:
     def __init__(self, k=None, v=None, positions=None, mask=None):
         self.k, self.v, self.positions, self.mask, self.site = k, v, positions, mask, 0
 
+    def allocate(self, shape, dtype, device):
+        self.k, self.v = torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
+        self.slots = torch.arange(shape[3], device=device)
+        self.causal = self.slots <= self.slots[:, None]  # row p: the slots a token at position p sees
+
     def step(self, s, n, positions, mask):
         """The n sites of supervision step s, for new tokens at positions [L] seeing mask [L, block_size].
         A view with its own site counter, visited in a fixed order by forward()."""
@@ -182,8 +187,8 @@ class KVCache:
 
     def __call__(self, k, v):  # k, v: [B, n_kv_head, L, hd] of the new tokens -> the site's k, v, mask
         k_all, v_all = self.k[self.site], self.v[self.site]
-        k_all.index_copy_(2, self.positions, k.to(k_all.dtype))
-        v_all.index_copy_(2, self.positions, v.to(v_all.dtype))
+        k_all[:, :, self.positions] = k.to(k_all.dtype)
+        v_all[:, :, self.positions] = v.to(v_all.dtype)
         self.site += 1
         return k_all, v_all, self.mask
 
@@ -292,38 +297,34 @@ class GPT(nn.Module):
         step: what runs one supervision step (default self.forward; generate passes a compiled one).
         Returns the last token's logits [B, V] and the steps each row used [B]."""
         cfg, (B, L), dev = self.config, idx.shape, idx.device
-        n, step = self.sites_per_step, step or self
+        n, step, sites = self.sites_per_step, step or self, lambda s: None
         if cache is not None:
             if pos + L > cfg.block_size:
                 raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
-            if cache.k is None:  # allocate in the dtype attention will produce (autocast's, if on)
+            if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
                 dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.lm_head.weight.dtype
-                shape = (n_sup * n, B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head)
-                cache.k, cache.v = torch.zeros(shape, dtype=dtype, device=dev), torch.zeros(shape, dtype=dtype, device=dev)
+                cache.allocate((n_sup * n, B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
             if cache.k.size(0) < n_sup * n or cache.k.size(1) != B:
                 raise ValueError(f"this cache holds {cache.k.size(0) // n} steps of batch {cache.k.size(1)}, "
                                  f"not {n_sup} of batch {B}: start a new KVCache()")
-            positions = torch.arange(pos, pos + L, device=dev)
-            slots = torch.arange(cfg.block_size, device=dev)  # causal; a bidirectional model sees every written slot
-            mask = slots <= positions[:, None] if cfg.causal else (slots < pos + L).expand(L, -1)
-        halting = self.q_head is not None and halt_threshold < 1.0
-        y = z = logits = None
+            positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
+            mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
+            sites = lambda s: cache.step(s, n, positions, mask)
+        y = z = None
+        if self.q_head is None or halt_threshold >= 1.0:  # every row runs every step: no bookkeeping, no syncs
+            for s in range(n_sup):
+                logits, _, y, z = step(idx, y, z, sites(s))
+            return logits[:, -1], torch.full((B,), n_sup, dtype=torch.long)
         last = torch.zeros(B, dtype=torch.long)  # the last step each row computed
         done = torch.zeros(B, dtype=torch.bool)
         for s in range(n_sup):
-            step_cache = cache.step(s, n, positions, mask) if cache is not None else None
-            step_logits, q, y, z = step(idx, y, z, step_cache)
-            if not halting:  # every row runs every step: no bookkeeping, no syncs
-                logits = step_logits[:, -1]
-                continue
+            step_logits, q, y, z = step(idx, y, z, sites(s))
             running = ~done
             logits = step_logits[:, -1] if s == 0 else torch.where(running.to(dev)[:, None], step_logits[:, -1], logits)
             last[running] = s
             done |= (torch.sigmoid(q[:, -1].float()) > halt_threshold).cpu()
             if done.all():
                 break
-        if not halting:
-            return logits, torch.full((B,), n_sup, dtype=torch.long)
         for s in range(1, n_sup if cache is not None else 0):  # fill the sites of the steps a row skipped
             for r in (last < s).nonzero().flatten().tolist():
                 src = last[r].item() * n
