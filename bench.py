@@ -6,6 +6,7 @@ adaptive halting vs always running n_sup steps (net calls per token, and the val
 of teacher-forced decoding under the same halting rule):
 
     python bench.py --out_dir=out-shakespeare-char
+    python bench.py --out_dir=out-shakespeare-char --compile=True   # also with torch.compile'd steps
     python bench.py --out_dir=out-nsup4 --halt_threshold=0.5 --n_tokens=256
 """
 import os
@@ -32,12 +33,16 @@ val_sequences = 4         # teacher-forced val sequences for the halting val los
 val_length = 128
 seed = 1337
 device = 'cpu'
+compile = False           # also time generate(compile=True), cache and recompute (compile time excluded)
+threads = 0               # torch threads; 0 = torch's default
 # -----------------------------------------------------------------------------
 try:
     globals().update(configure(globals(), sys.argv[1:]))
 except ConfigError as e:
     sys.exit(f"error: {e}")
 torch.manual_seed(seed)
+if threads:
+    torch.set_num_threads(threads)
 ckpt_path = os.path.join(out_dir, ckpt_name)
 try:
     model, ckpt = load_model(ckpt_path, device, use_ema)
@@ -58,14 +63,24 @@ def timed_generate(**kw):
     return time.time() - t0, steps
 
 
-# -- KV cache vs recomputation (no halting)
-t_cache = t_full = 0.0
-for _ in range(repeats):
-    t_cache += timed_generate(use_cache=True)[0]
-    t_full += timed_generate(use_cache=False)[0]
-print(f"\nsampling {n_tokens} tokens, no halting:")
+# -- KV cache vs recomputation (no halting), eager and compiled
+variants = [(False, True), (False, False)] + ([(True, True), (True, False)] if compile else [])
+for c in (True, False) if compile else ():  # compile outside the timings
+    t0 = time.time()
+    timed_generate(use_cache=c, compile=True)
+    print(f"compile + first run ({'cache' if c else 'recompute'}): {time.time() - t0:.1f} s")
+t = {v: 0.0 for v in variants}
+for _ in range(repeats):  # interleaved, so drifts in machine speed hit every variant alike
+    for c, cached in variants:
+        t[c, cached] += timed_generate(use_cache=cached, compile=c)[0]
+t_cache, t_full = t[False, True], t[False, False]
+print(f"\nsampling {n_tokens} tokens, no halting, {torch.get_num_threads()} threads:")
 print(f"  recompute window  {repeats * n_tokens / t_full:8.1f} tokens/s")
 print(f"  KV cache          {repeats * n_tokens / t_cache:8.1f} tokens/s   ({t_full / t_cache:.1f}x)")
+if compile:
+    print(f"  compiled: recompute window  {repeats * n_tokens / t[True, False]:8.1f} tokens/s")
+    print(f"  compiled: KV cache          {repeats * n_tokens / t[True, True]:8.1f} tokens/s   "
+          f"({t[True, False] / t[True, True]:.1f}x of compiled recompute, {t_full / t[True, True]:.1f}x of eager)")
 
 # -- halting vs none, with the cache
 if model.q_head is None or n_sup == 1:

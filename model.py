@@ -14,6 +14,7 @@ nanoTRM model: one small stack of transformer blocks applied recursively (TRM).
 With recursion=False the same blocks form a plain pre-norm Llama-style decoder:
 logits = head(final_norm(blocks(x))).
 """
+import functools
 import inspect
 import math
 import os
@@ -167,13 +168,11 @@ class Attention(nn.Module):
         q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
         v = qkv[:, :, self.n_head + self.n_kv_head:]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if cache is not None:  # decoding: prepend this site's keys/values of the earlier tokens
-            k, v = cache(k, v)
-        Lq, Lk = q.size(2), k.size(2)
-        mask = None  # one new token sees every cached one; a chunk after a cache needs an offset causal mask
-        if self.causal and 1 < Lq < Lk:
-            mask = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril(Lk - Lq)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and Lq == Lk > 1,
+        mask, is_causal = None, self.causal and L > 1
+        if cache is not None:  # decoding: all of this site's keys/values so far, and which ones each new token sees
+            k, v, mask = cache(k, v)
+            is_causal = False
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                              dropout_p=self.dropout if self.training else 0.0,
                                              enable_gqa=self.n_kv_head != self.n_head)
         return self.c_proj(out.transpose(1, 2).reshape(B, L, -1))
@@ -221,22 +220,34 @@ class Block(nn.Module):
 
 
 class KVCache:
-    """Keys/values of every attention site of the recursion, for the tokens decoded so far.
+    """Keys/values of every attention site of the recursion, preallocated for a whole window.
 
     A site is one (supervision step, cycle, net call, layer); each keeps its own keys and
-    values, because the same layer sees different states at each call. Sites are visited
-    in a fixed order, so a counter (`site`) finds them; decode() sets it per step."""
+    values, because the same layer sees different states at each call. k, v: [sites, B,
+    n_kv_head, block_size, head_dim], slot j holding the window's token j; decode() allocates
+    them. New tokens are written in place and attention runs over all block_size slots with a
+    mask, so every one-token step has the same shapes (a compiled step is one graph, no
+    recompiles). Slots past the newest token may hold stale values: the mask hides them."""
 
-    def __init__(self):
-        self.kv, self.site = [], 0
+    def __init__(self, k=None, v=None, positions=None, mask=None):
+        self.k, self.v, self.positions, self.mask, self.site = k, v, positions, mask, 0
 
-    def __call__(self, k, v):  # k, v: [B, n_kv_head, L_new, hd] -> the site's full keys/values
-        if self.site < len(self.kv):
-            k_old, v_old = self.kv[self.site]
-            k, v = torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2)
-        self.kv[self.site:self.site + 1] = [(k, v)]  # replace, or append a new site
+    def allocate(self, shape, dtype, device):
+        self.k, self.v = torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
+        self.slots = torch.arange(shape[3], device=device)
+        self.causal = self.slots <= self.slots[:, None]  # row p: the slots a token at position p sees
+
+    def step(self, s, n, positions, mask):
+        """The n sites of supervision step s, for new tokens at positions [L] seeing mask [L, block_size].
+        A view with its own site counter, visited in a fixed order by forward()."""
+        return KVCache(self.k[s * n:(s + 1) * n], self.v[s * n:(s + 1) * n], positions, mask)
+
+    def __call__(self, k, v):  # k, v: [B, n_kv_head, L, hd] of the new tokens -> the site's k, v, mask
+        k_all, v_all = self.k[self.site], self.v[self.site]
+        k_all[:, :, self.positions] = k.to(k_all.dtype)
+        v_all[:, :, self.positions] = v.to(v_all.dtype)
         self.site += 1
-        return k, v
+        return k_all, v_all, self.mask
 
 
 class GPT(nn.Module):
@@ -294,8 +305,8 @@ class GPT(nn.Module):
 
     def net(self, h, inj=None, cache=None, pos=0):
         """The one block stack, shared by every call of the recursion. pos: position of h's first token."""
-        L = h.size(1)
-        cos, sin = self.rope_cos[pos:pos + L, None], self.rope_sin[pos:pos + L, None]
+        rows = slice(pos, pos + h.size(1)) if cache is None else cache.positions
+        cos, sin = self.rope_cos[rows, None], self.rope_sin[rows, None]
         if inj is not None:
             h = h + inj
         for block in self.blocks:
@@ -355,67 +366,81 @@ class GPT(nn.Module):
 
     # ---- generation ----------------------------------------------------------
 
+    @property
+    def sites_per_step(self):  # attention sites of one supervision step (cache entries per step)
+        cfg = self.config
+        return cfg.n_layer * (cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1)
+
     @torch.no_grad()
-    def decode(self, idx, cache, pos, n_sup, halt_threshold=1.0):
-        """Run the recursion over new tokens idx [B, L] at positions pos.., extending the
-        cache. A row stops its supervision steps once sigmoid(q) at its last token exceeds
-        halt_threshold (1.0: never); the keys/values of the steps it skipped are filled
-        from its last computed step, so later tokens can still attend to it.
+    def decode(self, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
+        """Run the recursion over new tokens idx [B, L] at positions pos.., writing their keys/values
+        into the cache (None: no cache, idx is the whole context). A row stops its supervision steps
+        once sigmoid(q) at its last token exceeds halt_threshold (1.0: never); the keys/values of the
+        steps it skipped are copied from its last computed step, so later tokens can attend to it.
+        step: what runs one supervision step (default self.forward; generate passes a compiled one).
         Returns the last token's logits [B, V] and the steps each row used [B]."""
-        cfg, B, L = self.config, idx.size(0), idx.size(1)
-        per_step = cfg.n_layer * (cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1)  # sites per step
-        y = z = logits = None
+        cfg, (B, L), dev = self.config, idx.shape, idx.device
+        n, step, sites = self.sites_per_step, step or self, lambda s: None
+        if cache is not None:
+            if pos + L > cfg.block_size:
+                raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
+            if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
+                dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.lm_head.weight.dtype
+                cache.allocate((n_sup * n, B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
+            if cache.k.size(0) < n_sup * n or cache.k.size(1) != B:
+                raise ValueError(f"this cache holds {cache.k.size(0) // n} steps of batch {cache.k.size(1)}, "
+                                 f"not {n_sup} of batch {B}: start a new KVCache()")
+            positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
+            mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
+            sites = lambda s: cache.step(s, n, positions, mask)
+        y = z = None
+        if self.q_head is None or halt_threshold >= 1.0:  # every row runs every step: no bookkeeping, no syncs
+            for s in range(n_sup):
+                logits, _, y, z = step(idx, y, z, sites(s))
+            return logits[:, -1], torch.full((B,), n_sup, dtype=torch.long)
         last = torch.zeros(B, dtype=torch.long)  # the last step each row computed
         done = torch.zeros(B, dtype=torch.bool)
         for s in range(n_sup):
-            cache.site = s * per_step
-            step_logits, q, y, z = self(idx, y, z, cache=cache, pos=pos)
+            step_logits, q, y, z = step(idx, y, z, sites(s))
             running = ~done
-            logits = step_logits[:, -1] if s == 0 else torch.where(running.to(idx.device)[:, None], step_logits[:, -1], logits)
+            logits = step_logits[:, -1] if s == 0 else torch.where(running.to(dev)[:, None], step_logits[:, -1], logits)
             last[running] = s
-            if q is not None and halt_threshold < 1.0:
-                done |= (torch.sigmoid(q[:, -1].float()) > halt_threshold).cpu()
+            done |= (torch.sigmoid(q[:, -1].float()) > halt_threshold).cpu()
             if done.all():
                 break
-        computed = s + 1
-        for step in range(1, n_sup):  # fill the sites of the steps a row skipped
-            rows = (last < step).nonzero().flatten().tolist()
-            for j in range(per_step if rows else 0):
-                src = [cache.kv[last[r] * per_step + j] for r in range(B)]
-                k_new = torch.stack([k[r, :, -L:] for r, (k, _) in enumerate(src)])
-                v_new = torch.stack([v[r, :, -L:] for r, (_, v) in enumerate(src)])
-                if step >= computed:  # no row computed this step: append the columns
-                    cache.site = step * per_step + j
-                    cache(k_new, v_new)
-                else:  # overwrite the columns of the rows that had halted
-                    k, v = cache.kv[step * per_step + j]
-                    k[rows, :, -L:], v[rows, :, -L:] = k_new[rows], v_new[rows]
+        for s in range(1, n_sup if cache is not None else 0):  # fill the sites of the steps a row skipped
+            for r in (last < s).nonzero().flatten().tolist():
+                src = last[r].item() * n
+                cache.k[s * n:(s + 1) * n, r, :, pos:pos + L] = cache.k[src:src + n, r, :, pos:pos + L]
+                cache.v[s * n:(s + 1) * n, r, :, pos:pos + L] = cache.v[src:src + n, r, :, pos:pos + L]
         return logits, last + 1
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None, halt_threshold=1.0,
-                 use_cache=True):
+                 use_cache=True, compile=False):
         """Sample max_new_tokens after idx [B, T] (temperature 0: greedy). Returns the extended idx
         and the supervision steps behind each new token [B, max_new_tokens].
 
         The context is a window of at most block_size tokens. When a new token would overflow it,
         the window slides to its last block_size // 2 tokens and the cache is refilled from them, so
         every distribution equals a full recomputation over the current window (use_cache=False
-        recomputes it for every token, for reference and benchmarks)."""
+        recomputes it for every token, for reference and benchmarks). compile: torch.compile the
+        supervision step (one-token steps with the cache, whole windows without; prefills run eager)."""
         n_sup = n_sup or self.n_sup
         block = self.config.block_size
+        step = _compiled_step(self, use_cache) if compile else None
         start = max(0, idx.size(1) - block)  # first position of the window
-        cache, steps = None, []
+        cache, steps, idx_next = None, [], None
         for _ in range(max_new_tokens):
             if idx.size(1) - start > block:
                 start, cache = idx.size(1) - block // 2, None
             if not use_cache:
-                logits, used = self.decode(idx[:, start:], KVCache(), 0, n_sup, halt_threshold)
+                logits, used = self.decode(idx[:, start:], None, 0, n_sup, halt_threshold, step)
             elif cache is None:  # prefill the window in one pass (every token runs all steps)
                 cache = KVCache()
                 logits, used = self.decode(idx[:, start:], cache, 0, n_sup)
             else:
-                logits, used = self.decode(idx[:, -1:], cache, idx.size(1) - 1 - start, n_sup, halt_threshold)
+                logits, used = self.decode(idx_next, cache, idx.size(1) - 1 - start, n_sup, halt_threshold, step)
             if temperature == 0:
                 idx_next = logits.argmax(-1, keepdim=True)
             else:
@@ -507,6 +532,28 @@ def from_official_trm(state_dict, model):
     if problems:
         raise ValueError("the official TRM state dict does not fit this config: " + "; ".join(problems[:8]))
     return {n: t.to(ours[n].dtype) for n, t in out.items()}
+
+
+# generate(compile=True) compiles one supervision step. Two functions, so two separate dynamo caches:
+# one-token steps over the preallocated cache have fixed shapes (dynamic=False: one graph, no
+# recompiles), while recomputed windows grow by a token every step (dynamic=True). A step is
+# a few dozen tiny kernels, so the C++ wrapper (no Python between kernels) matters here.
+def _cached_step(model, idx, y, z, cache):
+    return model(idx, y, z, cache)
+
+
+def _window_step(model, idx, y, z, cache):
+    return model(idx, y, z, cache)
+
+
+_compiled = {}
+
+
+def _compiled_step(model, use_cache):
+    if use_cache not in _compiled:
+        fn = _cached_step if use_cache else _window_step
+        _compiled[use_cache] = torch.compile(fn, dynamic=not use_cache, options={'cpp_wrapper': True})
+    return functools.partial(_compiled[use_cache], model)
 
 
 def load_model(ckpt_path, device='cpu', use_ema=True):

@@ -620,14 +620,13 @@ def test_halting_fills_skipped_steps_from_the_last_computed_one():
     assert used.tolist() == [1, 1]
     ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
     torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-    per_step = len(cache.kv) // 3
+    per_step = m.sites_per_step
+    assert cache.k.shape == (3 * per_step, 2, 2, 16, 8)  # [sites, B, n_kv_head, block_size, head_dim]
     for j in range(per_step):
-        k1, v1 = cache.kv[j]
         for s in (1, 2):
-            k, v = cache.kv[s * per_step + j]
-            assert k.size(2) == 6
-            assert torch.equal(k[:, :, -1], k1[:, :, -1]) and torch.equal(v[:, :, -1], v1[:, :, -1])
-            assert not torch.equal(k[:, :, -2], k1[:, :, -2])  # earlier tokens keep their own steps
+            for kv in (cache.k, cache.v):
+                assert torch.equal(kv[s * per_step + j, :, :, 5], kv[j, :, :, 5])
+                assert not torch.equal(kv[s * per_step + j, :, :, 4], kv[j, :, :, 4])  # earlier tokens keep their own steps
 
 
 def test_halting_uses_fewer_steps():
@@ -648,3 +647,22 @@ def test_norm_position_defaults_follow_recursion():
     plain = GPT(tiny(recursion=False))
     assert plain.config.norm_position == 'pre' and isinstance(plain.norm_f, nn.RMSNorm)
     assert tiny(recursion=False, norm_position='post').norm_position == 'post'  # ablations may still ask
+
+
+def test_compiled_cached_step_equals_eager():
+    # the compiled one-token step (static shapes over the preallocated cache) against eager decoding
+    m = gen_model(n_layer=1, n_loops=1, T_recursion=1, n_sup=2)
+    step = M._compiled_step(m, use_cache=True)
+    seq = torch.randint(0, 37, (2, 12))
+    eager, compiled = M.KVCache(), M.KVCache()
+    m.decode(seq[:, :4], eager, 0, 2)
+    m.decode(seq[:, :4], compiled, 0, 2)  # prefills run eager in generate too
+    for t in range(4, seq.size(1)):
+        ref, _ = m.decode(seq[:, t:t + 1], eager, t, 2)
+        logits, used = m.decode(seq[:, t:t + 1], compiled, t, 2, step=step)
+        torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+        assert used.tolist() == [2, 2]
+    torch.testing.assert_close(compiled.k, eager.k, rtol=0, atol=1e-12)
+    # and through generate, sliding past block_size (16) twice
+    prompt = torch.randint(0, 37, (2, 3))
+    assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
