@@ -135,7 +135,7 @@ def metrics(system, x0, target, u_pred, u_opt):
     """Compare predicted controls with the optimal ones (numpy or torch in; float64 inside).
     Predictions are clipped to the bounds before the rollout, so cost_ratio >= 1 whenever u_opt
     is the true optimum. Returns a dict of python floats."""
-    as64 = lambda a: torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a.detach().cpu()).double()
+    as64 = lambda a: a.detach().cpu().double() if torch.is_tensor(a) else torch.tensor(np.array(a, dtype=np.float64))
     x0, target, u_pred, u_opt = map(as64, (x0, target, u_pred, u_opt))
     up = clip_controls(system, u_pred)
     xs_p, xs_o = rollout(system, x0, up), rollout(system, x0, u_opt)
@@ -173,7 +173,7 @@ def load_meta(data_dir):
 
 def load(data_dir, split):
     """One split as a dict of numpy arrays (features, targets, x0, target, opt_cost) plus
-    'system', the meta dict. Arrays are memory-mapped: cheap for big splits."""
+    'system', the meta dict."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     system = load_meta(data_dir)
@@ -182,5 +182,5 @@ def load(data_dir, split):
         path = os.path.join(data_dir, f'{split}_{key}.npy')
         if not os.path.exists(path):
             raise ValueError(f"missing {path}; rerun `python data/control/prepare.py --system={system['name']}`")
-        out[key] = np.load(path, mmap_mode='r')
+        out[key] = np.load(path)
     return out
