@@ -33,7 +33,7 @@ def make_system(name):
     """The default definition of a named system (what prepare.py writes)."""
     if name == 'double_integrator':
         # position/velocity, acceleration input; exact zero-order-hold discretisation.
-        # dt = 0.33 with H = 15 gives a ~5 s horizon, as TinyRecursiveControl's double integrator.
+        # H = 15 as TinyRecursiveControl; dt = 0.33 makes it a ~5 s manoeuvre.
         dt, H = 0.33, 15
         return dict(name=name, dt=dt, horizon=H, n_state=2, n_control=1,
                     A=[[1.0, dt], [0.0, 1.0]], B=[[0.5 * dt * dt], [dt]],
@@ -44,6 +44,7 @@ def make_system(name):
     if name == 'pendulum':
         # theta = 0 hangs down, +-pi is upright; torque input, bounded below m*g*l so that large
         # moves need a swing. One RK4 step per control interval (zero-order hold), 3 s horizon.
+        # Angles are not wrapped: the target is one angle in [-pi, pi] (theta* + 2 pi is a miss).
         return dict(name=name, dt=0.2, horizon=15, n_state=2, n_control=1, integrator='rk4',
                     params=dict(g=9.81, l=1.0, m=1.0, damping=0.1),
                     # a heavy terminal weight: with Q = diag(1, .1), Qf = diag(100, 10) the optimum

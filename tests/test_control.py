@@ -207,7 +207,7 @@ def run_prepare(*args):
 def test_prepare_writes_documented_files(tmp_path):
     out = tmp_path / 'ctl'
     proc = run_prepare('--system=both', f'--out_dir={out}', '--n_train=12', '--n_val=4', '--n_test=3',
-                       '--restarts=3', '--num_proc=2')
+                       '--restarts=3', '--num_proc=2', '--verify=2', '--verify_restarts=3')
     assert proc.returncode == 0, proc.stderr
     for name, sizes in (('double_integrator', (12, 4, 3)), ('pendulum', (12, 4, 3))):
         d = out / name
@@ -229,6 +229,8 @@ def test_prepare_writes_documented_files(tmp_path):
             assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
             if meta['u_max'] is not None:
                 assert np.abs(u).max() <= meta['u_max'][0]
+    stats = json.loads((out / 'pendulum' / 'meta.json').read_text())['stats']['train']
+    assert stats['verify_n'] == 2 and 0 <= stats['verify_mean_gap'] <= stats['verify_max_gap'] < 10
     # the linear system's optimum is exact, so the check in meta is tight; same seed -> same data
     assert json.loads((out / 'double_integrator' / 'meta.json').read_text())['stats']['train']['riccati_vs_closed_form_max_abs'] < 1e-9
     proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path / "again"}', '--n_train=12', '--n_val=4', '--n_test=3')

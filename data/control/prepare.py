@@ -18,6 +18,7 @@ Writes to --out_dir (default data/control/<system>/):
 
     python data/control/prepare.py                       # both systems, default sizes
     python data/control/prepare.py --system=pendulum --n_train=2000 --num_proc=8
+    python data/control/prepare.py --system=pendulum --verify=100   # + how good are the optima?
 """
 import argparse
 import json
@@ -234,6 +235,27 @@ def save_npy(path, arr):
     os.replace(tmp, path)  # never a half-written file under the real name
 
 
+def run_tasks(tasks, num_proc, desc):
+    bar = dict(total=len(tasks), desc=desc, unit='ex')
+    if num_proc > 1:
+        with multiprocessing.Pool(num_proc) as pool:
+            return list(tqdm(pool.imap(solve_pendulum, tasks, chunksize=4), **bar))
+    return [solve_pendulum(t) for t in tqdm(tasks, **bar)]
+
+
+def verify_pendulum(system, x0, target, u, args):
+    """Re-solve the first --verify examples with --verify_restarts starts (other random seeds) and
+    measure how far the stored optimum u [N, H] is from that reference: gap = J / J_reference - 1."""
+    n = min(args.verify, len(x0))
+    pb = pendulum_problem(system)
+    J = np.array([pendulum_cost(u[i], pb, x0[i], target[i]) for i in range(n)])
+    tasks = [(system, x0[i], target[i], args.verify_restarts, [args.seed, 99, i]) for i in range(n)]
+    J_ref = np.array([r[1] for r in run_tasks(tasks, args.num_proc, 'verify')])
+    gap = J / np.minimum(J_ref, J) - 1
+    return {'verify_n': n, 'verify_restarts': args.verify_restarts, 'verify_frac_within_1e-6': float(np.mean(gap <= 1e-6)),
+            'verify_mean_gap': float(gap.mean()), 'verify_max_gap': float(gap.max())}
+
+
 def solve_split(system, x0, target, args, seed):
     """Optimal controls [N, H, m] (float64) for one split, with a progress bar."""
     name = system['name']
@@ -244,13 +266,8 @@ def solve_split(system, x0, target, args, seed):
         if gap > 1e-6:
             sys.exit(f"error: Riccati and closed-form LQR disagree by {gap:.2e}; the system matrices are ill-conditioned")
         return u, {'riccati_vs_closed_form_max_abs': float(gap)}
-    tasks = [(system, x0[i], target[i], args.restarts, (seed, i)) for i in range(len(x0))]
-    bar = dict(total=len(tasks), desc=f'{name} L-BFGS-B', unit='ex')
-    if args.num_proc > 1:
-        with multiprocessing.Pool(args.num_proc) as pool:
-            res = list(tqdm(pool.imap(solve_pendulum, tasks, chunksize=4), **bar))
-    else:
-        res = [solve_pendulum(t) for t in tqdm(tasks, **bar)]
+    tasks = [(system, x0[i], target[i], args.restarts, [*seed, i]) for i in range(len(x0))]
+    res = run_tasks(tasks, args.num_proc, f'{name} L-BFGS-B')
     if not res:
         return np.zeros((0, system['horizon'], 1)), {}
     u = np.stack([r[0] for r in res])[:, :, None]
@@ -289,6 +306,8 @@ def prepare(name, args):
         save_npy(os.path.join(out_dir, f'{split}_x0.npy'), x0.astype(np.float32))
         save_npy(os.path.join(out_dir, f'{split}_target.npy'), target.astype(np.float32))
         save_npy(os.path.join(out_dir, f'{split}_opt_cost.npy'), J)
+        if split == 'train' and name == 'pendulum' and args.verify and n:
+            stats.update(verify_pendulum(system, x0, target, u[:, :, 0], args))
         if n:
             m = control.metrics(system, x0, target, u32, u32)
             stats.update(mean_opt_cost=float(J.mean()), opt_final_err=m['opt_final_err'], opt_success=m['opt_success'])
@@ -310,6 +329,8 @@ def main(argv=None):
         ap.add_argument(f'--n_{s}', type=int, default=None, help='examples in the split (default per system)')
     ap.add_argument('--seed', type=int, default=1337)
     ap.add_argument('--restarts', type=int, default=14, help='L-BFGS-B starts per nonlinear example (10 structured, the rest random)')
+    ap.add_argument('--verify', type=int, default=0, help='re-solve this many pendulum train examples with more starts and report the gap')
+    ap.add_argument('--verify_restarts', type=int, default=40)
     ap.add_argument('--num_proc', type=int, default=max(1, (os.cpu_count() or 1)))
     args = ap.parse_args(argv)
     for s in control.SPLITS:
