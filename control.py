@@ -117,15 +117,17 @@ def total_cost(system, x0, target, u):
     return cost(system, rollout(system, x0, u), u, target)
 
 
-def rollout_loss(system, x0, target, u_pred, opt_cost):
-    """A differentiable loss the trainer can add: mean relative excess cost (J(u_pred) - J*) / J*
-    of the clipped predictions (>= 0 up to solver tolerance), plus a quadratic penalty on the
-    part of u_pred outside the bounds, since clipping alone gives those entries no gradient."""
+def rollout_loss(system, x0, target, u_pred, opt_cost, log=True):
+    """A differentiable loss the trainer can add: how much worse than optimal the clipped predictions
+    are, mean log(J(u_pred) / J*) (scale-free: costs span orders of magnitude across examples and
+    systems; log=False gives the mean relative excess (J - J*) / J* instead). Both are >= 0 up to solver
+    tolerance. Plus a quadratic penalty on the part of u_pred outside the bounds, since clipping alone
+    gives those entries no gradient."""
     x0 = torch.as_tensor(x0, dtype=u_pred.dtype, device=u_pred.device)
     target = torch.as_tensor(target, dtype=u_pred.dtype, device=u_pred.device)
-    opt_cost = torch.as_tensor(opt_cost, dtype=u_pred.dtype, device=u_pred.device)
+    opt_cost = torch.as_tensor(opt_cost, dtype=u_pred.dtype, device=u_pred.device).clamp_min(1e-12)
     J = total_cost(system, x0, target, u_pred)
-    loss = ((J - opt_cost) / opt_cost.clamp_min(1e-8)).mean()
+    loss = (J.clamp_min(1e-12).log() - opt_cost.log()).mean() if log else ((J - opt_cost) / opt_cost).mean()
     if system.get('u_max') is not None:
         loss = loss + (u_pred - clip_controls(system, u_pred)).pow(2).mean()
     return loss

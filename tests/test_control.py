@@ -179,18 +179,19 @@ def test_rollout_loss_is_zero_at_optimum_and_trains():
     x0, target = sample(DI, 32, 16)
     u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     Jopt = J(DI, x0, target, u)
-    assert abs(control.rollout_loss(DI, x0, target, torch.tensor(u), Jopt).item()) < 1e-9
-    # gradient descent on the loss alone drives zero controls towards the optimum
-    up = torch.zeros(32, 15, 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([up], lr=0.05)
-    first = None
-    for _ in range(150):
-        loss = control.rollout_loss(DI, x0, target, up, Jopt)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() >= -1e-9 and loss.item() < 0.05 * first
+    for log in (True, False):
+        assert abs(control.rollout_loss(DI, x0, target, torch.tensor(u), Jopt, log=log).item()) < 1e-9
+        # gradient descent on the loss alone drives zero controls towards the optimum
+        up = torch.zeros(32, 15, 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([up], lr=0.05)
+        first = None
+        for _ in range(150):
+            loss = control.rollout_loss(DI, x0, target, up, Jopt, log=log)
+            first = first if first is not None else loss.item()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert loss.item() >= -1e-9 and loss.item() < 0.05 * first
     # out-of-bound predictions get a gradient back into the box
     x0, target = sample(PEND, 2, 17)
     up = torch.full((2, 15, 1), 9.0, requires_grad=True)

@@ -6,10 +6,12 @@ Optimal-control ground truth for the control tasks (see control.py for the cost 
                      against the closed form (stacked dynamics, quadratic in u solved directly).
   pendulum           nonlinear, torque-bounded: open-loop optimum from scipy L-BFGS-B with box
                      bounds and exact adjoint gradients of the RK4-discretised problem, best of
-                     several starts (zero, clipped LQR on the linearisation, +-constant, random).
+                     several starts (zero, clipped LQR on the linearisation, +-constant,
+                     +-bang-bang, random), the winner polished; --verify measures the gap.
 
 Writes to --out_dir (default data/control/<system>/):
-  meta.json                 the system (control.make_system) + feature layout, sizes, solver
+  meta.json                 the system (control.make_system) + feature layout, sizes, solver,
+                            per-split stats (optimum's final error and success, baselines)
   <split>_features.npy      float32 [N, H, 2n+1], row t = [x0, target, t/H]
   <split>_targets.npy       float32 [N, H, m]   optimal controls
   <split>_x0.npy            float32 [N, n]      initial states
