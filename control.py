@@ -122,14 +122,18 @@ def rollout_loss(system, x0, target, u_pred, opt_cost, log=True):
     are, mean log(J(u_pred) / J*) (scale-free: costs span orders of magnitude across examples and
     systems; log=False gives the mean relative excess (J - J*) / J* instead). Both are >= 0 up to solver
     tolerance. Plus a quadratic penalty on the part of u_pred outside the bounds, since clipping alone
-    gives those entries no gradient."""
-    x0 = torch.as_tensor(x0, dtype=u_pred.dtype, device=u_pred.device)
-    target = torch.as_tensor(target, dtype=u_pred.dtype, device=u_pred.device)
-    opt_cost = torch.as_tensor(opt_cost, dtype=u_pred.dtype, device=u_pred.device).clamp_min(1e-12)
-    J = total_cost(system, x0, target, u_pred)
-    loss = (J.clamp_min(1e-12).log() - opt_cost.log()).mean() if log else ((J - opt_cost) / opt_cost).mean()
-    if system.get('u_max') is not None:
-        loss = loss + (u_pred - clip_controls(system, u_pred)).pow(2).mean()
+    gives those entries no gradient. Computed in float32 or better with autocast off: a bf16 rollout
+    of 15 steps would drown the cost differences it measures."""
+    if u_pred.dtype not in (torch.float32, torch.float64):
+        u_pred = u_pred.float()
+    kw = dict(dtype=u_pred.dtype, device=u_pred.device)
+    x0, target = torch.as_tensor(x0, **kw), torch.as_tensor(target, **kw)
+    opt_cost = torch.as_tensor(opt_cost, **kw).clamp_min(1e-12)
+    with torch.autocast(device_type=u_pred.device.type, enabled=False):
+        J = total_cost(system, x0, target, u_pred)
+        loss = (J.clamp_min(1e-12).log() - opt_cost.log()).mean() if log else ((J - opt_cost) / opt_cost).mean()
+        if system.get('u_max') is not None:
+            loss = loss + (u_pred - clip_controls(system, u_pred)).pow(2).mean()
     return loss
 
 

@@ -192,6 +192,12 @@ def test_rollout_loss_is_zero_at_optimum_and_trains():
             loss.backward()
             opt.step()
         assert loss.item() >= -1e-9 and loss.item() < 0.05 * first
+    # bf16 predictions under autocast (as the trainer runs) still give a float32 loss with gradients
+    ub = torch.tensor(u, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        lb = control.rollout_loss(DI, x0, target, ub, Jopt)
+    lb.backward()
+    assert lb.dtype == torch.float32 and 0 <= lb.item() < 0.05 and ub.grad is not None
     # out-of-bound predictions get a gradient back into the box
     x0, target = sample(PEND, 2, 17)
     up = torch.full((2, 15, 1), 9.0, requires_grad=True)
