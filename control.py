@@ -111,6 +111,14 @@ def clip_controls(system, u):
     return torch.maximum(torch.minimum(u, _t(system['u_max'], u)), _t(system['u_min'], u))
 
 
+def check_controls(system, u, name='u_pred'):
+    """One clear error for controls of the wrong shape (the usual mistake: a missing last axis)."""
+    want = (system['horizon'], system['n_control'])
+    if len(u.shape) != 3 or tuple(u.shape[1:]) != want:
+        raise ValueError(f"{name} has shape {tuple(u.shape)}; expected [batch, {want[0]}, {want[1]}] "
+                         f"(horizon, n_control of {system['name']})")
+
+
 def total_cost(system, x0, target, u):
     """J of controls u (clipped to the bounds first): all torch, differentiable, [B]."""
     u = clip_controls(system, u)
@@ -124,6 +132,7 @@ def rollout_loss(system, x0, target, u_pred, opt_cost, log=True):
     tolerance. Plus a quadratic penalty on the part of u_pred outside the bounds, since clipping alone
     gives those entries no gradient. Computed in float32 or better with autocast off: a bf16 rollout
     of 15 steps would drown the cost differences it measures."""
+    check_controls(system, u_pred)
     if u_pred.dtype not in (torch.float32, torch.float64):
         u_pred = u_pred.float()
     kw = dict(dtype=u_pred.dtype, device=u_pred.device)
@@ -141,7 +150,11 @@ def rollout_loss(system, x0, target, u_pred, opt_cost, log=True):
 def metrics(system, x0, target, u_pred, u_opt):
     """Compare predicted controls with the optimal ones (numpy or torch in; float64 inside).
     Predictions are clipped to the bounds before the rollout, so cost_ratio >= 1 whenever u_opt
-    is the true optimum. Returns a dict of python floats."""
+    is the true optimum. Returns python floats: control_mse (raw predictions vs optimal), final_err
+    (mean |x_H - x*|), cost_ratio (mean J(u_pred)/J(u_opt)), cost_ratio_p95, success (fraction with
+    final error <= success_tol), and opt_final_err / opt_success of u_opt for reference."""
+    check_controls(system, u_pred)
+    check_controls(system, u_opt, 'u_opt')
     as64 = lambda a: a.detach().cpu().double() if torch.is_tensor(a) else torch.tensor(np.array(a, dtype=np.float64))
     x0, target, u_pred, u_opt = map(as64, (x0, target, u_pred, u_opt))
     up = clip_controls(system, u_pred)

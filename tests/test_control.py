@@ -253,5 +253,9 @@ def test_bad_input_gets_one_clear_line(tmp_path):
         control.load(str(tmp_path / 'nothing'), 'train')
     with pytest.raises(ValueError, match='unknown control system'):
         control.make_system('cartpole')
+    with pytest.raises(ValueError, match=r'expected \[batch, 15, 1\]'):
+        control.metrics(DI, np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 15)), np.zeros((2, 15, 1)))
+    with pytest.raises(ValueError, match='u_pred has shape'):
+        control.rollout_loss(PEND, np.zeros((2, 2)), np.zeros((2, 2)), torch.zeros(2, 14, 1), np.ones(2))
     with pytest.raises(ValueError, match='unknown split'):
         control.load(str(tmp_path), 'dev')
