@@ -41,7 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root, for control.py
 import control  # noqa: E402
 
-DEFAULT_SIZES = {'double_integrator': (10000, 1000, 1000), 'pendulum': (2000, 250, 250)}  # pendulum: ~0.4 CPU-s each
+# the pendulum costs ~0.4 CPU-seconds an example (14 starts): its default is ~17 CPU-minutes, ~2 min with 8 processes
+DEFAULT_SIZES = {'double_integrator': (10000, 1000, 1000), 'pendulum': (2000, 250, 250)}
 
 
 def sample_states(rng, low, high, n):
