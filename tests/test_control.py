@@ -1,0 +1,261 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+import control
+
+PREPARE = os.path.join(ROOT, 'data', 'control', 'prepare.py')
+_spec = importlib.util.spec_from_file_location('control_prepare', PREPARE)
+prep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prep)
+
+DI = control.make_system('double_integrator')
+PEND = control.make_system('pendulum')
+
+
+def di_mats(system=DI):
+    return [np.array(system[k], dtype=np.float64) for k in ('A', 'B', 'Q', 'R', 'Qf')]
+
+
+def sample(system, n, seed):
+    rng = np.random.default_rng(seed)
+    return (prep.sample_states(rng, system['x0_low'], system['x0_high'], n),
+            prep.sample_states(rng, system['target_low'], system['target_high'], n))
+
+
+def J(system, x0, target, u):
+    """Cost in float64 through the torch rollout (clipped to the bounds, as metrics does)."""
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    return control.total_cost(system, t(x0), t(target), t(u)).numpy()
+
+
+# ----------------------------------------------------------------------------- LQR
+
+def test_riccati_and_closed_form_agree():
+    x0, target = sample(DI, 32, 0)
+    u1 = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u2 = prep.lqr_closed_form(*di_mats(), DI['horizon'], x0, target)
+    assert u1.shape == (32, 15, 1) and np.abs(u1).max() > 0.1
+    np.testing.assert_allclose(u1, u2, atol=1e-9)
+    # and for a generic linear system (3 states, 2 inputs, coupled weights, nonzero targets)
+    rng = np.random.default_rng(1)
+    A, B = np.eye(3) + 0.1 * rng.normal(size=(3, 3)), rng.normal(size=(3, 2))
+    M = rng.normal(size=(3, 3))
+    Q, R, Qf = M @ M.T + 0.1 * np.eye(3), np.array([[0.5, 0.1], [0.1, 0.3]]), 10 * np.eye(3)
+    x0, target = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+    np.testing.assert_allclose(prep.lqr_riccati(A, B, Q, R, Qf, 7, x0, target),
+                               prep.lqr_closed_form(A, B, Q, R, Qf, 7, x0, target), atol=1e-9)
+
+
+def test_lqr_is_optimal():
+    x0, target = sample(DI, 16, 2)
+    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    J0 = J(DI, x0, target, u)
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 1e-1, 1.0):
+        for _ in range(20):
+            Jp = J(DI, x0, target, u + scale * rng.normal(size=u.shape))
+            assert (Jp >= J0 - 1e-9 * J0).all()
+    # first-order condition: the gradient of J in u vanishes at the optimum
+    ut = torch.tensor(u, requires_grad=True)
+    control.total_cost(DI, torch.tensor(x0), torch.tensor(target), ut).sum().backward()
+    assert ut.grad.abs().max() < 1e-8
+
+
+def test_large_terminal_weight_hits_target():
+    x0, target = sample(DI, 64, 4)
+    errs = []
+    for qf in (0.0, 1.0, 100.0, 1e6):
+        s = dict(DI, Qf=[[qf, 0.0], [0.0, qf]])
+        u = prep.lqr_riccati(*di_mats(s), s['horizon'], x0, target)
+        xs = control.rollout(s, torch.tensor(x0), torch.tensor(u))
+        errs.append((xs[:, -1] - torch.tensor(target)).norm(dim=1).mean().item())
+    assert errs[0] > errs[1] > errs[2] > errs[3] and errs[0] > 0.1
+    assert errs[3] < 1e-4
+    # the stored default weights reach every target within the stored success tolerance
+    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    assert control.metrics(DI, x0, target, u, u)['opt_success'] == 1.0
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+def test_rollout_matches_plain_dynamics_and_is_differentiable():
+    x0, target = sample(DI, 4, 5)
+    u = np.random.default_rng(6).normal(size=(4, 15, 1))
+    xs = control.rollout(DI, torch.tensor(x0), torch.tensor(u)).numpy()
+    A, B = di_mats()[:2]
+    x = x0.copy()
+    for t in range(15):
+        x = x @ A.T + u[:, t] @ B.T
+        np.testing.assert_allclose(xs[:, t + 1], x, atol=1e-12)
+    # the pendulum's torch RK4 is the same arithmetic as prepare's plain-float step
+    pb = prep.pendulum_problem(PEND)
+    x0, _ = sample(PEND, 3, 7)
+    u = np.random.default_rng(8).uniform(-5, 5, size=(3, 15, 1))
+    xs = control.rollout(PEND, torch.tensor(x0), torch.tensor(u)).numpy()
+    for i in range(3):
+        th, om = x0[i]
+        for t in range(15):
+            th, om, _ = prep.pendulum_step(pb, th, om, u[i, t, 0])
+        np.testing.assert_allclose(xs[i, -1], [th, om], atol=1e-10)
+    # float32 works and gradients reach the controls
+    u32 = torch.zeros(3, 15, 1, requires_grad=True)
+    x32 = torch.tensor(x0, dtype=torch.float32)
+    Jt = control.total_cost(PEND, x32, torch.zeros(3, 2), u32)
+    assert Jt.dtype == torch.float32
+    Jt.sum().backward()
+    assert u32.grad.abs().sum() > 0
+
+
+def test_pendulum_adjoint_gradient_matches_autograd():
+    pb = prep.pendulum_problem(PEND)
+    x0, target = sample(PEND, 3, 9)
+    rng = np.random.default_rng(10)
+    for i in range(3):
+        u = rng.uniform(-4, 4, 15)
+        Jn, g = prep.pendulum_cost_grad(u, pb, x0[i], target[i])
+        ut = torch.tensor(u[None, :, None], requires_grad=True)
+        Jt = control.cost(PEND, control.rollout(PEND, torch.tensor(x0[i:i + 1]), ut), ut, torch.tensor(target[i:i + 1]))
+        Jt.sum().backward()
+        assert abs(Jn - Jt.item()) < 1e-9 * max(1.0, Jn)
+        np.testing.assert_allclose(g, ut.grad[0, :, 0].numpy(), rtol=1e-7, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- nonlinear optimum
+
+def test_pendulum_optimum_is_feasible_and_beats_baselines():
+    pb = prep.pendulum_problem(PEND)
+    x0, target = sample(PEND, 4, 11)
+    rng = np.random.default_rng(12)
+    for i in range(4):
+        u, Jopt, Jzero, Jlqr = prep.solve_pendulum((PEND, x0[i], target[i], 6, i))
+        assert u.shape == (15,) and (np.abs(u) <= 5.0).all()
+        assert abs(Jopt - prep.pendulum_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
+        assert Jzero == pytest.approx(prep.pendulum_cost(np.zeros(15), pb, x0[i], target[i]))
+        u_lqr = prep.pendulum_lqr_baseline(pb, PEND, x0[i], target[i])
+        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(prep.pendulum_cost(u_lqr, pb, x0[i], target[i]))
+        assert Jopt < 0.5 * Jzero and Jopt <= Jlqr * (1 + 1e-9)
+        # a local optimum of the bounded problem: projected gradient ~ 0, feasible perturbations never help
+        _, g = prep.pendulum_cost_grad(u, pb, x0[i], target[i])
+        free = (u > -5 + 1e-6) & (u < 5 - 1e-6)
+        assert np.abs(g[free]).max(initial=0) < 1e-3 * max(1.0, Jopt)
+        assert (g[u >= 5 - 1e-6] <= 1e-3 * Jopt).all() and (g[u <= -5 + 1e-6] >= -1e-3 * Jopt).all()
+        for _ in range(20):
+            up = np.clip(u + 1e-2 * rng.normal(size=15), -5, 5)
+            assert prep.pendulum_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
+
+
+# ----------------------------------------------------------------------------- metrics and loss
+
+def test_metrics_cost_ratio():
+    x0, target = sample(DI, 64, 13)
+    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target).astype(np.float32)
+    m = control.metrics(DI, x0, target, u, u)
+    assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12) and m['cost_ratio_p95'] == pytest.approx(1.0, abs=1e-12)
+    assert m['control_mse'] == 0.0 and m['success'] == m['opt_success'] == 1.0
+    rng = np.random.default_rng(14)
+    for noisy in (u + 0.05 * rng.normal(size=u.shape), np.zeros_like(u), torch.tensor(u * 1.5)):
+        mn = control.metrics(DI, torch.tensor(x0), torch.tensor(target), noisy, u)
+        assert mn['cost_ratio'] > 1.0 and mn['cost_ratio_p95'] >= 1.0 and mn['control_mse'] > 0
+    assert control.metrics(DI, x0, target, np.zeros_like(u), u)['success'] < 0.5
+    # bounded system: out-of-bound predictions are clipped before the rollout, so ratio >= 1 still holds
+    x0, target = sample(PEND, 6, 15)
+    u = np.stack([prep.solve_pendulum((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
+    assert control.metrics(PEND, x0, target, u, u)['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
+    for pred in (u * 3.0, np.zeros_like(u), -u, u + 0.1 * rng.normal(size=u.shape)):
+        r = control.rollout(PEND, torch.tensor(x0), torch.tensor(pred))  # unclipped runs fine too
+        assert torch.isfinite(r).all()
+        assert control.metrics(PEND, x0, target, pred, u)['cost_ratio'] >= 1.0 - 1e-6
+
+
+def test_rollout_loss_is_zero_at_optimum_and_trains():
+    x0, target = sample(DI, 32, 16)
+    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    Jopt = J(DI, x0, target, u)
+    for log in (True, False):
+        assert abs(control.rollout_loss(DI, x0, target, torch.tensor(u), Jopt, log=log).item()) < 1e-9
+        # gradient descent on the loss alone drives zero controls towards the optimum
+        up = torch.zeros(32, 15, 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([up], lr=0.05)
+        first = None
+        for _ in range(150):
+            loss = control.rollout_loss(DI, x0, target, up, Jopt, log=log)
+            first = first if first is not None else loss.item()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert loss.item() >= -1e-9 and loss.item() < 0.05 * first
+    # bf16 predictions under autocast (as the trainer runs) still give a float32 loss with gradients
+    ub = torch.tensor(u, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        lb = control.rollout_loss(DI, x0, target, ub, Jopt)
+    lb.backward()
+    assert lb.dtype == torch.float32 and 0 <= lb.item() < 0.05 and ub.grad is not None
+    # out-of-bound predictions get a gradient back into the box
+    x0, target = sample(PEND, 2, 17)
+    up = torch.full((2, 15, 1), 9.0, requires_grad=True)
+    control.rollout_loss(PEND, x0, target, up, torch.ones(2)).backward()
+    assert (up.grad > 0).all()
+
+
+# ----------------------------------------------------------------------------- prepare end to end
+
+def run_prepare(*args):
+    return subprocess.run([sys.executable, PREPARE, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_prepare_writes_documented_files(tmp_path):
+    out = tmp_path / 'ctl'
+    proc = run_prepare('--system=both', f'--out_dir={out}', '--n_train=12', '--n_val=4', '--n_test=3',
+                       '--restarts=3', '--num_proc=2', '--verify=2', '--verify_restarts=3')
+    assert proc.returncode == 0, proc.stderr
+    for name, sizes in (('double_integrator', (12, 4, 3)), ('pendulum', (12, 4, 3))):
+        d = out / name
+        meta = json.loads((d / 'meta.json').read_text())
+        assert meta['name'] == name and meta['horizon'] == 15 and meta['n_features'] == 5
+        assert meta['sizes'] == dict(zip(control.SPLITS, sizes))
+        for key in ('dt', 'Q', 'R', 'Qf', 'u_min', 'u_max', 'success_tol', 'feature_layout'):
+            assert key in meta
+        for split, n in zip(control.SPLITS, sizes):
+            data = control.load(str(d), split)
+            f, u = data['features'], data['targets']
+            assert f.shape == (n, 15, 5) and f.dtype == np.float32 and u.shape == (n, 15, 1)
+            assert data['x0'].shape == data['target'].shape == (n, 2) and data['opt_cost'].shape == (n,)
+            np.testing.assert_array_equal(f[:, :, 0:2], np.broadcast_to(data['x0'][:, None], (n, 15, 2)))
+            np.testing.assert_array_equal(f[:, :, 2:4], np.broadcast_to(data['target'][:, None], (n, 15, 2)))
+            np.testing.assert_allclose(f[0, :, 4], np.arange(15) / 15, atol=1e-7)
+            np.testing.assert_allclose(J(meta, data['x0'], data['target'], u), data['opt_cost'], rtol=1e-12)
+            m = control.metrics(meta, data['x0'], data['target'], u, u)
+            assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
+            if meta['u_max'] is not None:
+                assert np.abs(u).max() <= meta['u_max'][0]
+    stats = json.loads((out / 'pendulum' / 'meta.json').read_text())['stats']['train']
+    assert stats['verify_n'] == 2 and 0 <= stats['verify_mean_gap'] <= stats['verify_max_gap'] < 10
+    # the linear system's optimum is exact, so the check in meta is tight; same seed -> same data
+    assert json.loads((out / 'double_integrator' / 'meta.json').read_text())['stats']['train']['riccati_vs_closed_form_max_abs'] < 1e-9
+    proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path / "again"}', '--n_train=12', '--n_val=4', '--n_test=3')
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(out / 'double_integrator' / 'train_targets.npy'),
+                                  np.load(tmp_path / 'again' / 'train_targets.npy'))
+
+
+def test_bad_input_gets_one_clear_line(tmp_path):
+    proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path}', '--n_train=-1')
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith('error: --n_train')
+    with pytest.raises(ValueError, match='prepare.py'):
+        control.load(str(tmp_path / 'nothing'), 'train')
+    with pytest.raises(ValueError, match='unknown control system'):
+        control.make_system('cartpole')
+    with pytest.raises(ValueError, match=r'expected \[batch, 15, 1\]'):
+        control.metrics(DI, np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 15)), np.zeros((2, 15, 1)))
+    with pytest.raises(ValueError, match='u_pred has shape'):
+        control.rollout_loss(PEND, np.zeros((2, 2)), np.zeros((2, 2)), torch.zeros(2, 14, 1), np.ones(2))
+    with pytest.raises(ValueError, match='unknown split'):
+        control.load(str(tmp_path), 'dev')
