@@ -527,6 +527,7 @@ def from_official_trm(state_dict, model):
         else:
             unmapped.append(name)
     problems = [f"unmapped {n}" for n in unmapped] + [f"missing {n}" for n in ours if n not in out]
+    problems += [f"no place for {n}" for n in out if n not in ours]
     problems += [f"{n}: official {tuple(t.shape)} vs ours {tuple(ours[n].shape)}" for n, t in out.items()
                  if n in ours and t.shape != ours[n].shape]
     if problems:

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, configure
 from ema import EMA
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, from_official_trm
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -41,7 +41,7 @@ log_interval = 50
 eval_iters = 20
 eval_only = False
 always_save_checkpoint = True
-init_from = 'scratch'  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+init_from = 'scratch'  # 'scratch', 'resume' (from out_dir/ckpt.pt), or 'trm:PATH' (weights saved by the official TRM code)
 seed = 1337
 # logging
 wandb_log = False
@@ -157,6 +157,11 @@ torch.backends.cudnn.allow_tf32 = True
 # from data/{sudoku,maze,arc}/prepare.py (inputs/labels arrays + meta.json), augmented on the fly
 data_dir = os.path.join('data', dataset)
 task = 'puzzle' if os.path.exists(os.path.join(data_dir, 'meta.json')) else 'lm'
+if task == 'puzzle':
+    with open(os.path.join(data_dir, 'meta.json')) as f:
+        if 'augmentation' not in json.load(f):
+            sys.exit(f"error: {data_dir} holds control data; train.py trains language models and puzzles so far "
+                     f"(control.py has the rollouts and metrics a control trainer needs)")
 splits = ('train', 'test') if task == 'puzzle' else ('train', 'val')  # the second one picks the best checkpoint
 schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
 if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
@@ -234,12 +239,18 @@ if init_from == 'resume':
         sys.exit("error: the config does not match the checkpoint's architecture: " +
                  ", ".join(f"{k}={new!r} (checkpoint: {old!r})" for k, (old, new) in differ.items()))
     iter_num, best_val_loss, wandb_run_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_run_id')
-elif init_from != 'scratch':
-    sys.exit(f"error: init_from={init_from!r}; use 'scratch' or 'resume'")
+elif init_from != 'scratch' and not init_from.startswith('trm:'):
+    sys.exit(f"error: init_from={init_from!r}; use 'scratch', 'resume' or 'trm:PATH'")
 try:
     model = GPT(GPTConfig(**model_args))
 except ValueError as e:
     sys.exit(f"error: {e}")
+if init_from.startswith('trm:'):  # evaluate or fine-tune an official TRM checkpoint
+    try:
+        model.load_state_dict(from_official_trm(torch.load(init_from[4:], map_location='cpu', weights_only=True), model))
+    except (OSError, RuntimeError, ValueError) as e:
+        sys.exit(f"error: {init_from[4:]}: {str(e).splitlines()[0][:300]} (set trm_faithful=True and the official "
+                 f"run's sizes: n_embd, n_layer, n_head, mixer, puzzle_emb_ndim, puzzle_emb_len)")
 ema = EMA(model, ema_decay) if use_ema else None
 if ckpt is not None:  # checkpoints hold full (unsharded) tensors: load them before sharding
     model.load_state_dict(ckpt['model'])

@@ -666,3 +666,46 @@ def test_compiled_cached_step_equals_eager():
     # and through generate, sliding past block_size (16) twice
     prompt = torch.randint(0, 37, (2, 3))
     assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
+
+
+# ---------------------------------------------------------------- puzzles: mlp_t, puzzle prefix, official names
+
+def test_puzzle_prefix_and_mlp_t_shapes():
+    from model import GPT, GPTConfig
+    cfg = GPTConfig(block_size=9, vocab_size=11, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, causal=False,
+                    mixer='mlp_t', puzzle_emb_ndim=20, num_puzzle_ids=3, n_loops=1, T_recursion=1, n_sup=2)
+    m = GPT(cfg)
+    assert cfg.prefix_len == 2 and cfg.seq_len == 11  # 20 numbers take two 16-wide positions
+    assert m.blocks[0].mlp_t.c_fc.in_features == 11   # the MLP runs over the sequence, prefix included
+    idx, pid = torch.randint(0, 11, (3, 9)), torch.tensor([0, 1, 2])
+    logits, q, y, z = m(idx, puzzle_ids=pid)
+    assert logits.shape == (3, 9, 11) and q.shape == (3,) and y.shape == (3, 11, 16)
+    with torch.no_grad():  # the prefix carries the puzzle id: a new embedding changes the answer
+        m.puzzle_emb.weight[1].normal_()
+    assert not torch.allclose(m(idx, puzzle_ids=pid)[0][1], logits[1])
+    with pytest.raises(ValueError, match='mlp_t'):
+        m(idx[:, :8], puzzle_ids=pid)
+
+
+def test_official_trm_names_map_and_mismatches_are_named():
+    from model import GPT, GPTConfig, from_official_trm
+    cfg = GPTConfig(block_size=9, vocab_size=11, n_layer=2, n_head=2, n_kv_head=2, n_embd=16, causal=False,
+                    trm_faithful=True, puzzle_emb_ndim=16, n_loops=1, T_recursion=1, n_sup=2)
+    m = GPT(cfg)
+    sd = m.state_dict()
+    rename = {'wte.weight': 'embed_tokens.embedding_weight', 'puzzle_emb.weight': 'puzzle_emb.weights'}
+    official = {}
+    for k, v in sd.items():
+        if k == 'yz_init':
+            official['_orig_mod.model.inner.H_init'], official['_orig_mod.model.inner.L_init'] = v[0], v[1]
+            continue
+        name = rename.get(k, k).replace('blocks.', 'L_level.layers.').replace('attn.c_attn', 'self_attn.qkv_proj')
+        name = name.replace('attn.c_proj', 'self_attn.o_proj').replace('mlp.c_fc', 'mlp.gate_up_proj')
+        official['_orig_mod.model.inner.' + name.replace('mlp.c_proj', 'mlp.down_proj')] = v.clone()
+    mapped = from_official_trm(official, m)
+    assert mapped.keys() == sd.keys() and all(torch.equal(mapped[k], sd[k]) for k in sd)
+    assert m.q_head.out_features == 2  # halt and continue logits, as the official q-head
+    bad = dict(official, **{'_orig_mod.model.inner.extra.weight': torch.zeros(1)})
+    bad['_orig_mod.model.inner.lm_head.weight'] = torch.zeros(3, 16)
+    with pytest.raises(ValueError, match=r'unmapped extra.weight.*lm_head.weight: official \(3, 16\)'):
+        from_official_trm(bad, m)

@@ -188,3 +188,38 @@ def test_load_and_get_batch(tmp_path):
         P.load(str(tmp_path / 'nope'), 'train')
     with pytest.raises(ValueError, match='not prepared'):
         P.load(str(tmp_path), 'test')
+
+
+# ----------------------------------------------------------------------------- the trm schedule's carry
+
+def test_refill_carry_replaces_halted_rows_and_keeps_the_others():
+    import torch
+    from puzzles import refill_carry
+    n, L, D = 4, 3, 2
+    yz_init = torch.stack([torch.full((D,), 7.0), torch.full((D,), -7.0)])
+    first = {'X': torch.arange(n)[:, None].expand(n, L).clone(), 'Y': torch.zeros(n, L, dtype=torch.long), 'P': None}
+    c = refill_carry(None, first, yz_init, L)
+    assert (c['X'] == first['X']).all() and (c['steps'] == 0).all() and (c['y'] == 7).all() and (c['z'] == -7).all()
+    # two steps later rows 1 and 3 halt; their state moved away from init
+    c = dict(c, y=torch.randn(n, L, D), z=torch.randn(n, L, D), steps=torch.tensor([2, 2, 2, 2]),
+             halted=torch.tensor([False, True, False, True]))
+    fresh = {'X': 100 + torch.arange(n)[:, None].expand(n, L), 'Y': torch.ones(n, L, dtype=torch.long), 'P': None}
+    new = refill_carry(c, fresh, yz_init, L)
+    for r in (1, 3):  # replaced: fresh data, init state, no steps
+        assert (new['X'][r] == 100 + r).all() and (new['Y'][r] == 1).all() and new['steps'][r] == 0
+        assert (new['y'][r] == 7).all() and (new['z'][r] == -7).all()
+    for r in (0, 2):  # in flight: same data, same state, same step count
+        assert (new['X'][r] == r).all() and (new['Y'][r] == 0).all() and new['steps'][r] == 2
+        assert torch.equal(new['y'][r], c['y'][r]) and torch.equal(new['z'][r], c['z'][r])
+
+
+def test_halting_after_a_step():
+    import torch
+    from puzzles import halted_after_step
+    steps = torch.tensor([1, 2, 4, 4])
+    assert halted_after_step(steps, None, 4, 0.0).tolist() == [False, False, True, True]
+    q = torch.tensor([1.0, -1.0, -1.0, 1.0])  # "right" for rows 0 and 3
+    assert halted_after_step(steps, q, 4, 0.0).tolist() == [True, False, True, True]
+    # exploring rows draw a minimum of 2..n_sup steps: a row at step 1 never halts early then
+    torch.manual_seed(0)
+    assert not halted_after_step(torch.ones(1000, dtype=torch.long), torch.ones(1000), 4, 1.0).any()

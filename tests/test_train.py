@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -228,3 +229,58 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(run_dir):
             assert ckpt['iter_num'] >= 1
             loaded += 1
     assert loaded >= 4
+
+
+def make_sudoku_data(run_dir, n_train=64, n_test=16, blanks=4):
+    """A tiny Sudoku set in the puzzle format: solved grids with a few cells blanked."""
+    import json
+    import random
+    import numpy as np
+    sys_path = os.path.join(ROOT, 'data', 'sudoku')
+    import sys
+    sys.path.insert(0, sys_path)
+    import prepare as sudoku
+    sys.path.remove(sys_path)
+    rng = random.Random(0)
+    d = run_dir / 'data' / 'sudoku_tiny'
+    d.mkdir(parents=True)
+    for split, n in (('train', n_train), ('test', n_test)):
+        X, Y = [], []
+        for _ in range(n):
+            solution = sudoku.random_solution(rng)
+            puzzle = list(solution)
+            for i in rng.sample(range(81), blanks):
+                puzzle[i] = 0
+            X.append(sudoku.to_tokens(puzzle))
+            Y.append(sudoku.to_tokens(solution))
+        np.save(d / f'{split}_inputs.npy', np.array(X, np.uint8))
+        np.save(d / f'{split}_labels.npy', np.array(Y, np.int16))
+    (d / 'meta.json').write_text(json.dumps({'vocab_size': 11, 'seq_len': 81, 'grid': [9, 9], 'pad_id': 0,
+                                             'ignore_label': -100, 'augmentation': 'sudoku',
+                                             'counts': {'train': n_train, 'test': n_test}}))
+
+
+PUZZLE = ['--dataset=sudoku_tiny', '--batch_size=16', '--n_layer=1', '--n_head=2', '--n_kv_head=2', '--n_embd=32',
+          '--n_loops=1', '--T_recursion=2', '--n_sup=3', '--eval_iters=1', '--log_interval=1', '--warmup_iters=2',
+          '--compile=False', '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=6']
+
+
+@pytest.mark.parametrize('args', [['--schedule=trm', '--mixer=mlp_t', '--loss=stablemax'],
+                                  ['--schedule=batch', '--trm_faithful=True', '--puzzle_emb_ndim=32']])
+def test_puzzle_training_reports_every_supervision_step(run_dir, args):
+    import subprocess
+    import sys
+    make_sudoku_data(run_dir)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *PUZZLE, '--out_dir=p', *args],
+                          cwd=run_dir, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, WANDB_MODE='disabled'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
+    assert [r['iter'] for r in evals] == [0, 6]
+    for r in evals:  # eval runs exactly n_sup steps, and reports each
+        assert {k for k in r if k.startswith('test_exact_s')} == {'test_exact_s1', 'test_exact_s2', 'test_exact_s3'}
+        assert all(0 <= r[f'test_{m}_s{s}'] <= 1 for m in ('exact', 'cell', 'valid') for s in (1, 2, 3))
+        assert 1 <= r['test_halt_step'] <= 3
+    assert evals[1]['test_loss_s3'] < evals[0]['test_loss_s3']
+    trains = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'train']
+    assert len(trains) == 6 and all(math.isfinite(r.get('loss', r.get('loss_s3', float('nan')))) for r in trains)
