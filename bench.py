@@ -8,6 +8,10 @@ of teacher-forced decoding under the same halting rule):
     python bench.py --out_dir=out-shakespeare-char
     python bench.py --out_dir=out-shakespeare-char --compile=True   # also with torch.compile'd steps
     python bench.py --out_dir=out-nsup4 --halt_threshold=0.5 --n_tokens=256
+
+Sizes of the language-model presets A-D and their baselines (README's table), without a checkpoint:
+
+    python bench.py --presets=True
 """
 import os
 import sys
@@ -35,11 +39,53 @@ seed = 1337
 device = 'cpu'
 compile = False           # also time generate(compile=True), cache and recompute (compile time excluded)
 threads = 0               # torch threads; 0 = torch's default
+presets = False           # print the presets table instead
 # -----------------------------------------------------------------------------
 try:
     globals().update(configure(globals(), sys.argv[1:]))
 except ConfigError as e:
     sys.exit(f"error: {e}")
+
+
+def preset_table():
+    """Per preset: parameters, training FLOPs per token (recursion counted), memory per sequence and the
+    largest micro-batch in 24/40/80 GB. Models are built on the meta device (no memory, no compute);
+    activation memory is what autograd saves in one supervision step under bf16 autocast, measured with
+    saved-tensor hooks as the difference between micro-batches of 2 and 1."""
+    from configurator import script_defaults
+    from model import GPT, GPTConfig
+    defaults = script_defaults(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
+    print("| preset | params (non-emb) | emb | GFLOPs/token (train) | activations/seq | weights+grads+AdamW "
+          "| micro-batch 24 / 40 / 80 GB |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ('conservative', 'conservative_plain', 'balanced', 'balanced_plain', 'aggressive',
+                 'aggressive_plain', 'cloud', 'cloud_plain'):
+        c = configure(defaults, [os.path.join('config', f'{name}.py')])
+        with torch.device('meta'):
+            m = GPT(GPTConfig(**{k: c[k] for k in GPTConfig.keys() if k in c}, vocab_size=50304))
+
+        def saved_bytes(B):
+            storages = {}
+
+            def pack(t):
+                storages[t.untyped_storage()._cdata] = t.untyped_storage().nbytes()
+                return t
+            idx = torch.zeros(B, c['block_size'], dtype=torch.long, device='meta')
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast('cpu', torch.bfloat16):
+                logits = m(idx)[0]
+                F.cross_entropy(logits.float().flatten(0, 1), idx.flatten())
+            return sum(storages.values())
+        act = saved_bytes(2) - saved_bytes(1)
+        n_params = sum(p.numel() for p in m.parameters())
+        state = 16 * n_params  # fp32 weights, grads, AdamW's two moments
+        fits = ' / '.join(str(max(0, int((gb * 2 ** 30 - state) // act))) for gb in (24, 40, 80))
+        print(f"| {name} | {m.get_num_params() / 1e6:.1f}M | {m.wte.weight.numel() / 1e6:.1f}M | "
+              f"{m.flops_per_token() / 1e9:.2f} | {act / 2 ** 30:.2f} GiB | {state / 2 ** 30:.1f} GiB | {fits} |")
+
+
+if presets:
+    preset_table()
+    sys.exit(0)
 torch.manual_seed(seed)
 if threads:
     torch.set_num_threads(threads)

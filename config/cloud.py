@@ -16,8 +16,8 @@ n_loops = 4
 T_recursion = 2
 n_sup = 12
 block_size = 2048
-batch_size = 2              # ~0.5M tokens per optimizer step (2 x 128 x 2048)
-gradient_accumulation_steps = 128
+batch_size = 1              # ~0.5M tokens per optimizer step (1 x 256 x 2048); 1 sequence needs ~71 GB (bench.py --presets)
+gradient_accumulation_steps = 256
 # GPT-3 XL (24 x 2048) trained at 2e-4; this net is narrower but recursed deeper: the same value
 learning_rate = 2e-4
 min_lr = 2e-5

@@ -66,3 +66,14 @@ def test_isoflop_baseline_spends_the_recursions_flops(name):
     assert f3 - f2 == f2 - f1
     iso_flops = f1 + (iso['n_layer'] - 1) * (f2 - f1)
     assert abs(iso_flops / build(rec, 'meta').flops_per_token() - 1) < 0.01
+
+
+def test_readme_table_has_the_real_parameter_counts():
+    import re
+    readme = open(os.path.join(ROOT, 'README.md')).read()
+    for name in DESIGN:
+        m = build(preset(name), 'meta')
+        row = re.search(rf'^\| {name} \| ([\d.]+)M \| ([\d.]+)M \|', readme, re.M)
+        assert row, f"no README row for {name}"
+        assert float(row.group(1)) == round(m.get_num_params() / 1e6, 1)
+        assert float(row.group(2)) == round(m.wte.weight.numel() / 1e6, 1)
