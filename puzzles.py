@@ -358,6 +358,21 @@ def arc_evaluate(preds, aug_ids, ix, labels, puzzle_ids, scores=None):
             'n_pairs': len(pairs), 'n_tasks': len(tasks)}
 
 
+# ----------------------------------------------------------------------------- writing prepared data
+
+def write_atomic(path, write):
+    tmp = path + '.tmp'
+    write(tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+
+
+def save_npy(path, arr):
+    def w(tmp):
+        with open(tmp, 'wb') as f:
+            np.save(f, arr)
+    write_atomic(path, w)
+
+
 # ----------------------------------------------------------------------------- the trm schedule's carry
 
 def refill_carry(carry, fresh, yz_init, seq_len):

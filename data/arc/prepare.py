@@ -29,22 +29,9 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from puzzles import ARC_N_AUG, arc_encode  # noqa: E402
+from puzzles import ARC_N_AUG, arc_encode, save_npy, write_atomic  # noqa: E402
 
 VERSIONS = {'arcagi': 'ARC-AGI-1', 'arcagi2': 'ARC-AGI-2'}
-
-
-def write_atomic(path, write):
-    tmp = path + '.tmp'
-    write(tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
-
-
-def save_npy(path, arr):
-    def w(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, arr)
-    write_atomic(path, w)
 
 
 def main(argv=None):

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from puzzles import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances  # noqa: E402
+from puzzles import (MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances, save_npy,  # noqa: E402
+                     write_atomic)
 
 SIZE = 30
 DIFFICULTIES = {'easy': (10, 60), 'medium': (60, 109), 'hard': (110, None)}
@@ -90,19 +91,6 @@ def make_example(rng, lo, hi, loop_prob, max_tries=1000):
         return grid.reshape(-1), label.reshape(-1), int(dist[goal])
     raise RuntimeError(f"no maze with a shortest path in [{lo}, {hi}] after {max_tries} tries: "
                        f"lower --min_len or --loop_prob")
-
-
-def write_atomic(path, write):
-    tmp = path + '.tmp'
-    write(tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
-
-
-def save_npy(path, arr):
-    def w(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, arr)
-    write_atomic(path, w)
 
 
 def main(argv=None):

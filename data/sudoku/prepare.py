@@ -33,6 +33,9 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from puzzles import save_npy, write_atomic  # noqa: E402
+
 ALL = 0x1FF  # candidate digits 1..9 as bits 0..8
 ROWS = [[r * 9 + c for c in range(9)] for r in range(9)]
 COLS = [[r * 9 + c for r in range(9)] for c in range(9)]
@@ -226,19 +229,6 @@ def make_puzzle(args):
 
 def to_tokens(grid):
     return np.asarray(grid, dtype=np.uint8) + 1  # blank 0 -> 1, digit d -> d + 1
-
-
-def write_atomic(path, write):
-    tmp = path + '.tmp'
-    write(tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
-
-
-def save_npy(path, arr):
-    def w(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, arr)
-    write_atomic(path, w)
 
 
 def generate(n, difficulty, seed, num_proc, desc):
