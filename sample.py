@@ -4,6 +4,7 @@ Sample from a trained recursive GPT, with a KV cache over every attention site o
     python sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
     python sample.py --start=FILE:prompt.txt --num_samples=1 --max_new_tokens=1000
     python sample.py --n_sup_inference=4 --halt_threshold=0.5   # more steps, halting once q says "right"
+    python sample.py --compile=True --max_new_tokens=5000       # long samples: compile the cached step
 """
 import os
 import pickle
@@ -30,6 +31,7 @@ use_ema = True            # sample with the EMA weights (what eval used)
 n_sup_inference = 0       # supervision steps per token; 0 = as trained
 halt_threshold = 1.0      # stop a token's steps once sigmoid(q) > this; 1.0 = never halt
 use_cache = True
+compile = False           # torch.compile the one-token step: ~2x faster tokens after a 5-60 s first compile
 # -----------------------------------------------------------------------------
 try:
     globals().update(configure(globals(), sys.argv[1:]))
@@ -76,7 +78,7 @@ with torch.no_grad(), ctx:
     for k in range(num_samples):
         t0 = time.time()
         y, steps = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, n_sup=n_sup,
-                                  halt_threshold=halt_threshold, use_cache=use_cache)
+                                  halt_threshold=halt_threshold, use_cache=use_cache, compile=compile)
         dt = time.time() - t0
         print(decode(y[0].tolist()))
         print(f"---------------  {max_new_tokens / dt:.1f} tokens/s, supervision steps per token: "

@@ -483,6 +483,16 @@ def log_metrics(row):
         wandb.log(row, step=row['iter'])
 
 
+def rss_mb():
+    """This process's resident memory in MiB (Linux: current; elsewhere: the peak)."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
+
+
 def get_lr(it):
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
@@ -593,7 +603,7 @@ while True:
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
         names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
-                     'nonfinite_steps': nonfinite_total, **dict(zip(names, losses.tolist()))})
+                     'nonfinite_steps': nonfinite_total, 'rss_mb': rss_mb(), **dict(zip(names, losses.tolist()))})
         loss_acc, n_acc, t_log = 0, 0, time.time()
     stop = stop_signal is not None
     if ddp:  # one rank's signal stops all of them at the same step
