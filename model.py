@@ -429,6 +429,8 @@ class GPT(nn.Module):
         n_sup = n_sup or self.n_sup
         block = self.config.block_size
         step = _compiled_step(self, use_cache) if compile else None
+        # without halting, a cached token is one compiled call: every supervision step and the sampling
+        fused = _compiled_token() if compile and use_cache and (self.q_head is None or halt_threshold >= 1.0) else None
         start = max(0, idx.size(1) - block)  # first position of the window
         cache, steps, idx_next = None, [], None
         for _ in range(max_new_tokens):
@@ -439,16 +441,16 @@ class GPT(nn.Module):
             elif cache is None:  # prefill the window in one pass (every token runs all steps)
                 cache = KVCache()
                 logits, used = self.decode(idx[:, start:], cache, 0, n_sup)
+            elif fused is not None:
+                p = idx.size(1) - 1 - start
+                idx_next = fused(self, idx_next, cache, cache.slots[p:p + 1], cache.causal[p:p + 1], n_sup,
+                                 temperature, top_k)
+                idx = torch.cat([idx, idx_next], dim=1)
+                steps.append(torch.full((idx.size(0),), n_sup, dtype=torch.long))
+                continue
             else:
                 logits, used = self.decode(idx_next, cache, idx.size(1) - 1 - start, n_sup, halt_threshold, step)
-            if temperature == 0:
-                idx_next = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits.float() / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float('inf')
-                idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx_next = sample_token(logits, temperature, top_k)
             idx = torch.cat([idx, idx_next], dim=1)
             steps.append(used)
         return idx, torch.stack(steps, dim=1)
@@ -535,10 +537,25 @@ def from_official_trm(state_dict, model):
     return {n: t.to(ours[n].dtype) for n, t in out.items()}
 
 
-# generate(compile=True) compiles one supervision step. Two functions, so two separate dynamo caches:
-# one-token steps over the preallocated cache have fixed shapes (dynamic=False: one graph, no
-# recompiles), while recomputed windows grow by a token every step (dynamic=True). A step is
-# a few dozen tiny kernels, so the C++ wrapper (no Python between kernels) matters here.
+def sample_token(logits, temperature, top_k=None):
+    """The next token per row [B, 1] from logits [B, V]: greedy at temperature 0, else a sample of
+    softmax(logits / temperature) restricted to the top_k. Gumbel-max (argmax of the logits plus Gumbel
+    noise draws exactly from the softmax) rather than multinomial, so that it compiles into the step."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -float('inf'))
+    gumbel = -torch.log(-torch.log(torch.rand_like(logits)))
+    return (logits + gumbel).argmax(-1, keepdim=True)
+
+
+# generate(compile=True) compiles a whole cached token (all supervision steps and the sampling, when
+# nothing halts) or else one supervision step. Separate functions, so separate dynamo caches: one-token
+# steps over the preallocated cache have fixed shapes (dynamic=False: one graph, no recompiles), while
+# recomputed windows grow by a token every step (dynamic=True). A token is a few dozen tiny kernels, so
+# the C++ wrapper (no Python between kernels) matters here.
 def _cached_step(model, idx, y, z, cache):
     return model(idx, y, z, cache)
 
@@ -547,7 +564,21 @@ def _window_step(model, idx, y, z, cache):
     return model(idx, y, z, cache)
 
 
+def _cached_token(model, idx, cache, positions, mask, n_sup, temperature, top_k):
+    # one new token per row at the cache slots `positions`, all steps, no halting -> the next token
+    y = z = None
+    for s in range(n_sup):
+        logits, _, y, z = model(idx, y, z, cache.step(s, model.sites_per_step, positions, mask))
+    return sample_token(logits[:, -1], temperature, top_k)
+
+
 _compiled = {}
+
+
+def _compiled_token():
+    if 'token' not in _compiled:
+        _compiled['token'] = torch.compile(_cached_token, dynamic=False, options={'cpp_wrapper': True})
+    return _compiled['token']
 
 
 def _compiled_step(model, use_cache):

@@ -668,6 +668,16 @@ def test_compiled_cached_step_equals_eager():
     assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
 
 
+def test_sample_token_draws_from_the_top_k_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).expand(40000, -1)
+    counts = torch.bincount(M.sample_token(logits, 0.7, top_k=3)[:, 0], minlength=5).double() / 40000
+    expect = torch.softmax(logits[0, :3].double() / 0.7, -1)
+    assert counts[3:].sum() == 0  # outside the top 3: never
+    torch.testing.assert_close(counts[:3], expect, rtol=0, atol=0.01)
+    assert torch.equal(M.sample_token(logits[:2], 0), torch.zeros(2, 1, dtype=torch.long))  # greedy
+
+
 # ---------------------------------------------------------------- puzzles: mlp_t, puzzle prefix, official names
 
 def test_puzzle_prefix_and_mlp_t_shapes():
