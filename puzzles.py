@@ -340,22 +340,33 @@ def arc_vote(preds, aug_ids, answer, scores=None):
     return bool(hits[:1] and hits[0]), any(hits), [(g, s) for g, s, _ in ranked]
 
 
+def arc_pair_hits(preds, aug_ids, ix, labels, scores=None):
+    """Vote per test pair: rows are (test row ix, augmentation aug_ids, prediction), labels indexed by ix
+    (unaugmented). Returns (pairs, hits): the distinct test rows and their [n, 2] pass@1 / pass@2 (bool)."""
+    preds, aug_ids, ix = np.asarray(preds), np.asarray(aug_ids), np.asarray(ix)
+    pairs = np.unique(ix)
+    hits = np.zeros((len(pairs), 2), bool)
+    for j, i in enumerate(pairs):
+        rows = np.flatnonzero(ix == i)
+        hits[j] = arc_vote(preds[rows], aug_ids[rows], labels[i], None if scores is None else scores[rows])[:2]
+    return pairs, hits
+
+
+def arc_score(hits, puzzle_ids):
+    """From per-pair hits [n, 2] and each pair's task: pass@1 and pass@2 over test pairs, and ARC's task
+    score (mean over tasks of the fraction of its test pairs solved) for both."""
+    hits, puzzle_ids = np.asarray(hits, float), np.asarray(puzzle_ids)
+    tasks = np.array([hits[puzzle_ids == t].mean(0) for t in np.unique(puzzle_ids)])
+    return {'pass@1': float(hits[:, 0].mean()), 'pass@2': float(hits[:, 1].mean()),
+            'task_pass@1': float(tasks[:, 0].mean()), 'task_pass@2': float(tasks[:, 1].mean()),
+            'n_pairs': len(hits), 'n_tasks': len(tasks)}
+
+
 def arc_evaluate(preds, aug_ids, ix, labels, puzzle_ids, scores=None):
     """Score a whole ARC test set: rows are (test row ix, augmentation aug_ids, prediction), labels
-    and puzzle_ids indexed by ix (unaugmented). Returns dict: pass@1 and pass@2 over test pairs, and
-    ARC's task score (mean over tasks of the fraction of its test pairs solved) for both."""
-    preds, aug_ids, ix = np.asarray(preds), np.asarray(aug_ids), np.asarray(ix)
-    per_pair, per_task = {}, {}
-    for i in np.unique(ix):
-        rows = np.flatnonzero(ix == i)
-        p1, p2, _ = arc_vote(preds[rows], aug_ids[rows], labels[i], None if scores is None else scores[rows])
-        per_pair[int(i)] = (p1, p2)
-        per_task.setdefault(int(puzzle_ids[i]), []).append((p1, p2))
-    pairs = np.array(list(per_pair.values()), float)
-    tasks = np.array([np.mean(v, axis=0) for v in per_task.values()])
-    return {'pass@1': float(pairs[:, 0].mean()), 'pass@2': float(pairs[:, 1].mean()),
-            'task_pass@1': float(tasks[:, 0].mean()), 'task_pass@2': float(tasks[:, 1].mean()),
-            'n_pairs': len(pairs), 'n_tasks': len(tasks)}
+    and puzzle_ids indexed by ix (unaugmented). Returns arc_score's dict."""
+    pairs, hits = arc_pair_hits(preds, aug_ids, ix, labels, scores)
+    return arc_score(hits, np.asarray(puzzle_ids)[pairs])
 
 
 # ----------------------------------------------------------------------------- writing prepared data

@@ -90,6 +90,8 @@ halt_exploration_prob = 0.1     # trm: how often a row draws a random minimum nu
 puzzle_emb_lr = 0.0             # the puzzle embedding's learning rate (0 = learning_rate; TRM: 1e-2)
 puzzle_emb_weight_decay = 0.1
 arc_n_aug = 512                 # ARC: augmentations per task, each its own puzzle embedding
+arc_eval_votes = 8              # ARC eval: each test pair solved under this many augmentations, voted (pass@1/@2)
+arc_eval_pairs = 0              # ARC eval: test pairs scored for pass@k (0 = all)
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
@@ -193,6 +195,8 @@ else:
     meta = pdata['train']['meta']
     vocab_size, block_size = meta['vocab_size'], meta['seq_len']  # fixed by the puzzle
     n_aug = arc_n_aug if meta['augmentation'] == 'arc' else 1
+    if meta['augmentation'] == 'arc' and not 1 <= arc_eval_votes <= n_aug:
+        sys.exit(f"error: arc_eval_votes={arc_eval_votes} must be in 1..arc_n_aug={n_aug} (one vote per augmentation)")
     split_len = {split: len(pdata[split]['inputs']) for split in splits}
 
 
@@ -372,7 +376,8 @@ def evaluate(m):
     """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split; for puzzles
     (every row runs all n_sup steps) also exact (whole-puzzle) and cell accuracy per step, the rule
     check (Sudoku: the answer obeys the rules; mazes: it is a shortest path, any of them), and the mean
-    halting step (the first step with q > 0, else n_sup)."""
+    halting step (the first step with q > 0, else n_sup); for ARC, pass@1 and pass@2 after voting across
+    augmentations (arc_pass_at_k)."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
@@ -418,9 +423,44 @@ def evaluate(m):
                     out[f'{split}_valid_s{s + 1}'] = sums[4][s]
         if task == 'puzzle' and raw_model.q_head is not None:
             out[f'{split}_halt_step'] = halt_sum.item() / (eval_iters * world_size)
+    if task == 'puzzle' and meta['augmentation'] == 'arc':
+        out.update(arc_pass_at_k(m))
     m.train(was_training)
     if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
         m.reshard()
+    return out
+
+
+@torch.no_grad()
+def arc_pass_at_k(m):
+    """ARC's score at every supervision step: each test pair is solved under arc_eval_votes augmentations,
+    each answer mapped back by the inverse augmentation, cropped at EOS and voted on (puzzles.arc_pair_hits);
+    pass@k: the right grid is among the k most voted. Pairs are spread over the ranks, which all run the
+    same number of batches (FSDP runs forwards in lockstep); the hits are summed over the ranks."""
+    data, K = pdata['test'], arc_eval_votes
+    n = min(arc_eval_pairs or split_len['test'], split_len['test'])
+    slots = np.arange(rank, -(-n // world_size) * world_size, world_size)  # this rank's pairs, padded
+    rows = slots % n
+    ix, aug_ids = np.repeat(rows, K), np.tile(puzzles.arc_vote_ids(K, n_aug), len(rows))
+    preds = [[] for _ in range(S)]
+    for b in range(0, len(ix), batch_size):
+        batch = puzzles.get_batch(data, ix[b:b + batch_size], None, aug_ids=aug_ids[b:b + batch_size], n_aug=n_aug)
+        X, P = (torch.from_numpy(batch[k]).to(device) for k in ('inputs', 'emb_ids'))
+        with ctx:
+            for s, (logits, _) in enumerate(m.supervision_steps(X, puzzle_ids=P)):
+                preds[s].append(logits.argmax(-1).cpu().numpy())
+    hits = torch.zeros(S, n, 2, device=device)
+    own = np.repeat(slots < n, K)  # padding repeats pairs of other ranks: not counted here
+    for s in range(S):
+        pairs, h = puzzles.arc_pair_hits(np.concatenate(preds[s])[own], aug_ids[own], ix[own], data['labels'])
+        hits[s, torch.from_numpy(pairs)] = torch.from_numpy(h).float().to(device)
+    if ddp:
+        dist.all_reduce(hits)
+    hits = hits.cpu().numpy()
+    out = {}
+    for s in range(S):
+        score = puzzles.arc_score(hits[s], data['puzzle_ids'][:n])
+        out.update({f'test_{k}_s{s + 1}': score[k] for k in ('pass@1', 'pass@2', 'task_pass@1', 'task_pass@2')})
     return out
 
 
@@ -546,6 +586,11 @@ while True:
                 print(f"  test exact accuracy per step: {exact}; cell {metrics[f'test_cell_s{S}']:.3f}"
                       + (f", rules {metrics[f'test_valid_s{S}']:.3f}" if f'test_valid_s{S}' in metrics else '')
                       + (f", halting step {metrics['test_halt_step']:.2f}" if 'test_halt_step' in metrics else ''))
+                if f'test_pass@1_s{S}' in metrics:
+                    p1 = ' '.join(f"{metrics[f'test_pass@1_s{s + 1}']:.3f}" for s in range(S))
+                    print(f"  test ARC pass@1 per step: {p1}; pass@2 {metrics[f'test_pass@2_s{S}']:.3f}, "
+                          f"per task pass@1 {metrics[f'test_task_pass@1_s{S}']:.3f} / pass@2 "
+                          f"{metrics[f'test_task_pass@2_s{S}']:.3f} ({arc_eval_votes} votes per pair)")
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)

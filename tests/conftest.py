@@ -1,5 +1,8 @@
+import importlib.util
+import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 
@@ -43,3 +46,49 @@ def run_train(cwd, *args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def make_sudoku_data(run_dir, n_train=64, n_test=16, blanks=4):
+    """A tiny Sudoku set in the puzzle format: solved grids with a few cells blanked."""
+    spec = importlib.util.spec_from_file_location('sudoku_prepare', os.path.join(ROOT, 'data', 'sudoku', 'prepare.py'))
+    sudoku = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sudoku)
+    rng = random.Random(0)
+    d = run_dir / 'data' / 'sudoku_tiny'
+    d.mkdir(parents=True)
+    for split, n in (('train', n_train), ('test', n_test)):
+        X, Y = [], []
+        for _ in range(n):
+            solution = sudoku.random_solution(rng)
+            puzzle = list(solution)
+            for i in rng.sample(range(81), blanks):
+                puzzle[i] = 0
+            X.append(sudoku.to_tokens(puzzle))
+            Y.append(sudoku.to_tokens(solution))
+        np.save(d / f'{split}_inputs.npy', np.array(X, np.uint8))
+        np.save(d / f'{split}_labels.npy', np.array(Y, np.int16))
+    (d / 'meta.json').write_text(json.dumps({'vocab_size': 11, 'seq_len': 81, 'grid': [9, 9], 'pad_id': 0,
+                                             'ignore_label': -100, 'augmentation': 'sudoku',
+                                             'counts': {'train': n_train, 'test': n_test}}))
+
+
+def make_arc_data(run_dir, n_tasks=3):
+    """A tiny ARC set in the prepared format: small random grids, output = input flipped left-right; two
+    demonstration pairs per task in train, one test pair in test (sharing the task's puzzle id)."""
+    import puzzles
+    rng = np.random.default_rng(0)
+    d = run_dir / 'data' / 'arc_tiny'
+    d.mkdir(parents=True)
+    rows = {'train': [], 'test': []}
+    for t in range(n_tasks):
+        for split in ('train', 'train', 'test'):
+            g = rng.integers(0, 10, rng.integers(2, 5, 2))
+            rows[split].append((puzzles.arc_encode(g), puzzles.arc_encode(g[:, ::-1], labels=True), t))
+    for split, rs in rows.items():
+        np.save(d / f'{split}_inputs.npy', np.stack([r[0] for r in rs]).astype(np.uint8))
+        np.save(d / f'{split}_labels.npy', np.stack([r[1] for r in rs]).astype(np.int16))
+        np.save(d / f'{split}_puzzle_ids.npy', np.array([r[2] for r in rs], np.int32))
+    (d / 'meta.json').write_text(json.dumps({'vocab_size': 12, 'seq_len': 900, 'grid': [30, 30], 'pad_id': 0,
+                                             'eos_id': 1, 'ignore_label': -100, 'augmentation': 'arc',
+                                             'num_puzzle_ids': n_tasks, 'puzzle_names': [f'task{t}' for t in range(n_tasks)],
+                                             'counts': {k: len(v) for k, v in rows.items()}}))

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import ROOT, run_train
+from conftest import ROOT, make_arc_data, make_sudoku_data, run_train
 
 
 def read_metrics(out_dir):
@@ -232,35 +232,6 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(run_dir):
     assert loaded >= 4
 
 
-def make_sudoku_data(run_dir, n_train=64, n_test=16, blanks=4):
-    """A tiny Sudoku set in the puzzle format: solved grids with a few cells blanked."""
-    import json
-    import random
-    import numpy as np
-    sys_path = os.path.join(ROOT, 'data', 'sudoku')
-    import sys
-    sys.path.insert(0, sys_path)
-    import prepare as sudoku
-    sys.path.remove(sys_path)
-    rng = random.Random(0)
-    d = run_dir / 'data' / 'sudoku_tiny'
-    d.mkdir(parents=True)
-    for split, n in (('train', n_train), ('test', n_test)):
-        X, Y = [], []
-        for _ in range(n):
-            solution = sudoku.random_solution(rng)
-            puzzle = list(solution)
-            for i in rng.sample(range(81), blanks):
-                puzzle[i] = 0
-            X.append(sudoku.to_tokens(puzzle))
-            Y.append(sudoku.to_tokens(solution))
-        np.save(d / f'{split}_inputs.npy', np.array(X, np.uint8))
-        np.save(d / f'{split}_labels.npy', np.array(Y, np.int16))
-    (d / 'meta.json').write_text(json.dumps({'vocab_size': 11, 'seq_len': 81, 'grid': [9, 9], 'pad_id': 0,
-                                             'ignore_label': -100, 'augmentation': 'sudoku',
-                                             'counts': {'train': n_train, 'test': n_test}}))
-
-
 PUZZLE = ['--dataset=sudoku_tiny', '--batch_size=16', '--n_layer=1', '--n_head=2', '--n_kv_head=2', '--n_embd=32',
           '--n_loops=1', '--T_recursion=2', '--n_sup=3', '--eval_iters=1', '--log_interval=1', '--warmup_iters=2',
           '--compile=False', '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=6']
@@ -285,6 +256,18 @@ def test_puzzle_training_reports_every_supervision_step(run_dir, args):
     assert evals[1]['test_loss_s3'] < evals[0]['test_loss_s3']
     trains = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'train']
     assert len(trains) == 6 and all(math.isfinite(r.get('loss', r.get('loss_s3', float('nan')))) for r in trains)
+
+
+def test_arc_eval_reports_pass_at_k_after_voting_at_every_step(run_dir):
+    make_arc_data(run_dir)
+    proc = run_train(run_dir, '--dataset=arc_tiny', '--out_dir=a', '--n_sup=2', '--n_loops=1', '--T_recursion=1',
+                     '--batch_size=8', '--eval_only=True', '--eval_iters=1', '--arc_n_aug=16', '--arc_eval_votes=4',
+                     '--puzzle_emb_ndim=32')
+    assert 'test ARC pass@1 per step' in proc.stdout
+    [r] = [r for r in read_metrics(run_dir / 'a') if r['kind'] == 'eval']
+    for s in (1, 2):  # an untrained model: the numbers are 0, but every step reports them
+        assert 0 <= r[f'test_pass@1_s{s}'] <= r[f'test_pass@2_s{s}'] <= 1
+        assert 0 <= r[f'test_task_pass@1_s{s}'] <= r[f'test_task_pass@2_s{s}'] <= 1
 
 
 def test_memmap_reads_do_not_grow_rss(tmp_path):
