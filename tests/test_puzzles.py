@@ -223,3 +223,55 @@ def test_halting_after_a_step():
     # exploring rows draw a minimum of 2..n_sup steps: a row at step 1 never halts early then
     torch.manual_seed(0)
     assert not halted_after_step(torch.ones(1000, dtype=torch.long), torch.ones(1000), 4, 1.0).any()
+
+
+# ----------------------------------------------------------------------------- text formats (sample.py --puzzle)
+
+def test_sudoku_text_parses_blanks_and_rejects_bad_input():
+    puzzle, sol = sudoku_pair()
+    text = ''.join('.' if t == 1 else str(t - 1) for t in puzzle)
+    x, expected = P.parse_puzzle('sudoku', text)
+    assert np.array_equal(x, puzzle) and expected is None
+    assert np.array_equal(P.parse_puzzle('sudoku', text.replace('.', '0'))[0], puzzle)
+    shown = P.puzzle_text('sudoku', sol)
+    assert np.array_equal(P.parse_puzzle('sudoku', shown.replace('|', '').replace('-', '').replace('+', ''))[0], sol)
+    with pytest.raises(ValueError, match='80 cells'):
+        P.parse_puzzle('sudoku', text[:-1])
+    with pytest.raises(ValueError, match="'x'"):
+        P.parse_puzzle('sudoku', 'x' + text[1:])
+    assert P.puzzle_verdict('sudoku', puzzle, sol).startswith('valid')
+    broken = sol.copy()
+    broken[[0, 1]] = broken[[1, 0]]  # two cells of row 0 swapped: their columns and boxes break
+    assert P.puzzle_verdict('sudoku', puzzle, broken).startswith('invalid')
+    clash = puzzle.copy()
+    clash[:2] = 5  # two equal givens: no answer can be valid
+    assert P.puzzle_verdict('sudoku', clash, sol).startswith('invalid')
+
+
+def test_maze_text_round_trips_and_checks_the_path():
+    prep = load_module('maze')
+    x, y, length = prep.make_example(np.random.default_rng(1), 10, 60, 0.1)
+    text = P.puzzle_text('maze', y)  # the label drawn with '*' on the path: reads back as the input
+    assert text.count('\n') == 29 and text.count('*') == length - 1
+    x2, _ = P.parse_puzzle('maze', text)
+    assert np.array_equal(x2, x)
+    assert P.puzzle_verdict('maze', x, y).startswith('valid') and f'({length} steps)' in P.puzzle_verdict('maze', x, y)
+    assert P.puzzle_verdict('maze', x, x).startswith('invalid')
+    with pytest.raises(ValueError, match="one 'S'"):
+        P.parse_puzzle('maze', text.replace('S', '.'))
+    with pytest.raises(ValueError, match='29 lines'):
+        P.parse_puzzle('maze', '\n'.join(text.splitlines()[1:]))
+
+
+def test_arc_task_file_parses_and_compares_with_the_expected_output():
+    task = {'train': [], 'test': [{'input': [[1, 2], [3, 4]], 'output': [[2, 1], [4, 3]]}, {'input': [[5]]}]}
+    x, y = P.parse_puzzle('arc', json.dumps(task))
+    assert np.array_equal(P.arc_decode(x), [[1, 2], [3, 4]]) and np.array_equal(P.arc_decode(y), [[2, 1], [4, 3]])
+    assert P.puzzle_text('arc', y) == '2 1\n4 3'
+    assert 'matches' in P.puzzle_verdict('arc', x, y, y) and 'differs' in P.puzzle_verdict('arc', x, x, y)
+    x1, y1 = P.parse_puzzle('arc', json.dumps(task), arc_test=1)
+    assert y1 is None and 'no expected output' in P.puzzle_verdict('arc', x1, x1, y1)
+    assert P.puzzle_text('arc', np.zeros(900, int)).startswith('(no well-formed grid')
+    for bad in ('{"test": []}', 'not json', '{"test": [{"input": [[1, 10]]}]}'):
+        with pytest.raises(ValueError, match='not an ARC task'):
+            P.parse_puzzle('arc', bad)

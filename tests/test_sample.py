@@ -31,3 +31,27 @@ def test_prompt_with_unknown_characters_is_one_clear_error(run_dir):
 def test_missing_checkpoint_is_one_clear_error(tmp_path):
     proc = run_sample(tmp_path)
     assert proc.returncode != 0 and 'train first' in proc.stderr.strip()
+
+
+def test_puzzle_checkpoint_prints_the_answer_per_step_and_a_rule_verdict(sudoku_run):
+    import numpy as np
+    import puzzles
+    x = np.load(sudoku_run / 'data' / 'sudoku_tiny' / 'test_inputs.npy')[0]
+    text = ''.join('.' if t == 1 else str(t - 1) for t in x)
+    proc = run_sample(sudoku_run, '--out_dir=sudoku', f'--puzzle={text}', '--puzzle_steps=True')
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert 'sudoku puzzle:' in out and 'answer after supervision step 1 of 2:' in out and 'halting:' in out
+    lines = out.splitlines()
+    i = lines.index('answer after supervision step 2 of 2:')
+    grid, verdict = '\n'.join(lines[i + 1:i + 12]), lines[i + 12]
+    answer, _ = puzzles.parse_puzzle('sudoku', grid.replace('|', '').replace('-', '').replace('+', ''))
+    # the verdict checks the rules on the printed answer (no stored solution involved)
+    assert verdict.startswith('valid' if puzzles.sudoku_valid(x, answer) else 'invalid'), out
+
+
+def test_bad_puzzle_is_one_clear_error(sudoku_run):
+    proc = run_sample(sudoku_run, '--out_dir=sudoku', '--puzzle=12345678x')
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'x'" in lines[0] and '81 characters' in lines[0], proc.stderr
