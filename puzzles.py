@@ -457,8 +457,8 @@ def puzzle_verdict(kind, x, answer, expected=None):
                 f"a shortest path has {shortest - 1})")
     if expected is None:
         return "ARC has no rules to check, and the task file gives no expected output for this test pair"
-    right = arc_decode(answer)
-    ok = right is not None and np.array_equal(right, arc_decode(expected))
+    got = arc_decode(answer)
+    ok = got is not None and np.array_equal(got, arc_decode(expected))
     return f"ARC has no rules to check; {'matches' if ok else 'differs from'} the task file's expected output"
 
 
