@@ -98,7 +98,7 @@ def make_arc_data(run_dir, n_tasks=3):
 # that copies the 80 givens and guesses the blank, is 1/9 exact; this run gets well above it in seconds
 SUDOKU_RUN = ['--dataset=sudoku_tiny', '--out_dir=sudoku', '--mixer=mlp_t', '--schedule=batch', '--n_embd=32',
               '--n_loops=1', '--T_recursion=2', '--n_sup=2', '--batch_size=64', '--learning_rate=1e-2',
-              '--max_iters=200', '--lr_decay_iters=200', '--eval_interval=200', '--eval_iters=1',
+              '--max_iters=150', '--lr_decay_iters=150', '--eval_interval=150', '--eval_iters=1',
               '--log_interval=50', '--use_ema=False', '--dtype=float32']
 
 

@@ -275,7 +275,7 @@ def test_tiny_model_learns_a_tiny_sudoku_set(sudoku_run):
     first, last = evals[0], evals[-1]
     assert first['test_exact_s2'] < 0.05  # untrained: no puzzle solved
     chance = 1 / 9  # the givens copied, the blank guessed
-    assert last['test_exact_s2'] > 4 * chance, last  # measured: 0.92 (held-out puzzles)
+    assert last['test_exact_s2'] > 4 * chance, last  # measured: 0.73 (held-out puzzles)
     assert last['test_valid_s2'] >= last['test_exact_s2']  # an exact answer obeys the rules
 
 
