@@ -53,6 +53,7 @@ rounds = 2            # the variants (config x eager/compiled) alternate this ma
 vs = ''               # a second config file, measured alternately with the first; reported as ratios
 profile = False       # also profile `steps` steps of each variant (torch.profiler): top operators by self time
 threads = 0           # torch threads; 0 = torch's default
+peak_n = 0            # size of the square matmul whose speed is the peak (0: 4096 on CPU, 8192 on GPUs)
 presets = False       # print the presets A-D sizes table instead
 ablate = ''           # a grid file (config/ablate/*.py): train each setting, compare
 ablate_dir = ''       # where the grid's runs go ('' = out-ablate-<grid name>)
@@ -160,20 +161,18 @@ def sync():
 
 
 def matmul_peak(dt):
-    """FLOP/s of the best of two large square matmuls in dtype dt on this device (~0.3 s each): the
-    measured peak MFU is reported against."""
-    best = 0.0
-    for n in ((4096, 8192) if device_type == 'cuda' else (2048, 4096)):
-        a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    """FLOP/s of a large square matmul in dtype dt on this device (repeated for >= 0.3 s): the measured
+    peak MFU is reported against."""
+    n = peak_n or (8192 if device_type == 'cuda' else 4096)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    a @ b
+    sync()
+    t0, reps = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 0.3:
         a @ b
+        reps += 1
         sync()
-        t0, reps = time.perf_counter(), 0
-        while time.perf_counter() - t0 < 0.3 or reps < 2:
-            a @ b
-            reps += 1
-            sync()
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0))
-    return best
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
 def reset_peak_memory():
@@ -212,7 +211,7 @@ class Bench:
         self.ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, PTDTYPE[dtype])
         self.B, self.L = c['batch_size'], self.args['block_size']
         self.tokens = c['gradient_accumulation_steps'] * self.B * self.L  # per training step (one process)
-        self.flops = self.model.flops_per_token() * self.tokens * self.model.config.seq_len / self.L
+        self.flops = self.model.flops_per_token() * self.tokens
         self.gen = torch.Generator().manual_seed(c['seed'])
         self.data_path = os.path.join('data', c['dataset'], 'train.bin')
         if data == 'real' and not self.args['causal']:
@@ -302,15 +301,15 @@ def throughput():
     print(f"\nmeasured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} "
           f"GFLOP/s; MFU below is against {dtype} ({peak / 1e9:.1f} GFLOP/s)")
     mem_name = 'peak mem (CUDA max allocated)' if device_type == 'cuda' else 'peak RSS (process)'
-    print(f"\n| variant | params (non-emb) | GFLOPs/token (train) | tokens/s | GFLOP/s | MFU | {mem_name} | warm-up |")
+    print(f"\n| variant | params (non-emb) | MFLOPs/token (train) | tokens/s | GFLOP/s | MFU | {mem_name} | warm-up |")
     print("|---|---|---|---|---|---|---|---|")
     result = {}
     for v in variants:
         b, t = v[0], elapsed[v]
         tok_s, flop_s = rounds * steps * b.tokens / t, rounds * steps * b.flops / t
         result[v] = (tok_s, flop_s / peak, mem[v])
-        print(f"| {names[v]} | {b.model.get_num_params() / 1e6:.2f}M | {b.flops / b.tokens / 1e9:.4f} | "
-              f"{tok_s:,.0f} | {flop_s / 1e9:.1f} | {100 * flop_s / peak:.1f}% | {mem[v] / 2 ** 20:,.0f} MiB | "
+        print(f"| {names[v]} | {b.model.get_num_params() / 1e6:.2f}M | {b.flops / b.tokens / 1e6:,.2f} | "
+              f"{tok_s:,.0f} | {flop_s / 1e9:.2f} | {100 * flop_s / peak:.2f}% | {mem[v] / 2 ** 20:,.0f} MiB | "
               f"{warm[v]:.1f} s |")
     if compile:
         for b in benches:
@@ -394,7 +393,7 @@ def run_ablation(path):
         puzzle = not model_args(c)['causal']
         schedule = c['schedule'] or ('trm' if puzzle else 'batch')
         # FLOPs per iteration: every token runs n_sup steps (batch schedule) or one (trm schedule)
-        per_iter = (model.flops_per_token() * c['gradient_accumulation_steps'] * c['batch_size'] * model.config.seq_len
+        per_iter = (model.flops_per_token() * c['gradient_accumulation_steps'] * c['batch_size'] * model.config.block_size
                     / (model.n_sup if schedule == 'trm' else 1))
         speeds = [r['tok_per_s'] for r in trains[1:] or trains]  # the first log interval holds the compile
         runs.append({'name': name, 'overrides': overrides, 'dir': run_dir, 'rows': rows, 'final': evals[-1],

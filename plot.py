@@ -74,20 +74,21 @@ def plot_speed(runs, path):
 
 def plot_halting(runs, path):
     """None when no run logged halting data."""
-    runs = [(name, rows) for name, rows in runs if step_keys(rows, r'(?:val|test)_halt_(step)') or
-            any(k.endswith('_halt_hist') for r in rows for k in r)]
+    keys = {name: sorted({k for r in rows for k in r if k.endswith(('_halt_step', '_halt_hist'))}) for name, rows in runs}
+    runs = [(name, rows) for name, rows in runs if keys[name]]
     if not runs:
         return None
     fig, (hist, mean) = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(runs)
     for i, (name, rows) in enumerate(runs):
-        last = [r for r in rows if any(k.endswith('_halt_hist') for k in r)]
-        if last:
-            shares = next(v for k, v in last[-1].items() if k.endswith('_halt_hist'))
-            hist.bar([s + 1 + (i - (len(runs) - 1) / 2) * width for s in range(len(shares))], shares, width,
-                     label=f"{name} (iter {last[-1]['iter']})")
-        for key in step_keys(rows, r'(?:val|test)_halt_(step)'):
-            mean.plot(*curve(rows, key, 'eval'), 'o-', label=name)
+        for key in keys[name]:
+            last = [r for r in rows if key in r]
+            if key.endswith('_hist'):  # the share of puzzles halting at each step, at the last eval
+                shares = last[-1][key]
+                hist.bar([s + 1 + (i - (len(runs) - 1) / 2) * width for s in range(len(shares))], shares, width,
+                         label=f"{name} (iter {last[-1]['iter']})")
+            else:
+                mean.plot(*curve(rows, key, 'eval'), 'o-', label=f'{name} {key}')
     hist.set(xlabel='halting step (first q > 0, else n_sup)', ylabel='share of puzzles', title='last eval')
     mean.set(xlabel='iteration', ylabel='mean halting step')
     for ax in (hist, mean):
