@@ -239,7 +239,8 @@ class Bench:
         no matmuls and are left out) and its own backward; then clipping and one AdamW step."""
         model = self.model
         if compiled:
-            self.compiled = self.compiled or torch.compile(self.model)
+            if self.compiled is None:  # shares the weights and optimizer with the eager model
+                self.compiled = torch.compile(self.model)
             model = self.compiled
         accum = self.c['gradient_accumulation_steps']
         for _ in range(accum):
