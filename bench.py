@@ -179,7 +179,9 @@ def reset_peak_memory():
     if device_type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     else:
-        try:  # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)
+        try:  # glibc: hand freed memory back to the OS, so RSS is what is live; then reset the peak RSS (VmHWM)
+            import ctypes
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
             with open('/proc/self/clear_refs', 'w') as f:
                 f.write('5')
         except OSError:
