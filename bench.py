@@ -264,9 +264,14 @@ class Bench:
 
 def throughput():
     argv = sys.argv[1:]
+    if data not in ('real', 'random'):
+        sys.exit(f"error: data={data!r}; use 'real' (data/<dataset>/train.bin) or 'random'")
     benches = [Bench('A' if vs else 'config', configure(DEFAULTS, argv))]
     if vs:  # the second config on train.py's defaults, with the same --key=value overrides
-        benches.append(Bench('B', configure(DEFAULTS, [vs] + [a for a in argv if a.startswith('--')])))
+        try:
+            benches.append(Bench('B', configure(DEFAULTS, [vs] + [a for a in argv if a.startswith('--')])))
+        except ConfigError as e:
+            sys.exit(f"error: --vs: {e}")
     modes = (False, True) if compile else (False,)
     variants = [(b, m) for b in benches for m in modes]
     names = {(b, m): f"{b.name} {'compiled' if m else 'eager'}" for b, m in variants}
