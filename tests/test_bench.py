@@ -50,7 +50,7 @@ def test_training_throughput_table_vs_and_profile(run_dir):
         mflops_token, tok_s, gflop_s, mfu, mem = rows[name]
         assert abs(float(mflops_token.replace(',', '')) - flops[name] / 1e6) < 0.006
         assert float(tok_s.replace(',', '')) > 0 and int(mem.replace(',', '')) > 50
-        assert abs(float(mfu) - 100 * float(gflop_s) / peak) < 0.006 + 0.01 * float(mfu)
+        assert abs(float(mfu) - 100 * float(gflop_s) / peak) <= 0.006 + 100 * 0.006 / peak + 0.01 * float(mfu)  # all rounded
     ratio = float(re.search(r'B / A \(eager\): tokens/s [\d.]+x, FLOPs/token ([\d.]+)x', out).group(1))
     assert abs(ratio - flops['B eager'] / flops['A eager']) < 1e-3 and ratio < 0.5  # recursion off: 1 net call, not 2 x 2
     assert 'top operators by self time' in out and 'aten::mm' in out
@@ -61,21 +61,22 @@ def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_
     import matplotlib.image
     make_sudoku_data(run_dir)
     common = dict(a[2:].split('=', 1) for a in PUZZLE if not a.startswith(('--max_iters', '--lr_decay', '--eval_')))
+    common['n_sup'] = 2
     (run_dir / 'grid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\n"
                                      "settings = {'one': {'n_loops': 1}, 'two': {'n_loops': 2, 'T_recursion': 1}}\n")
     out = bench(run_dir, '--ablate=grid.py', '--eval_iters=1')
     root = run_dir / 'out-ablate-grid'
     table = (root / 'results.md').read_text()
     assert table in out
-    for name, over in (('one', 'n_loops=1'), ('two', 'n_loops=2, T_recursion=1')):  # loss (exact) at 3 steps
-        assert re.search(rf'^\| {name} \| {over} \|.*\| 2 \| \d+ s( \| [\d.]+ \([\d.]+\)){{3}} \|$', table, re.M), table
+    for name, over in (('one', 'n_loops=1'), ('two', 'n_loops=2, T_recursion=1')):  # loss (exact) at both steps
+        assert re.search(rf'^\| {name} \| {over} \|.*\| 2 \| \d+ s( \| [\d.]+ \([\d.]+\)){{2}} \|$', table, re.M), table
     with open(root / 'results.csv') as f:
         rows = {r['setting']: r for r in csv.DictReader(f)}
     for name in ('one', 'two'):  # the final metrics are the last eval of each run's own log
         with open(root / name / 'metrics.jsonl') as f:
             last = [json.loads(line) for line in f if '"eval"' in line][-1]
         assert last['iter'] == 2
-        assert all(float(rows[name][f'test_{m}_s{s}']) == last[f'test_{m}_s{s}'] for m in ('loss', 'exact') for s in (1, 2, 3))
+        assert all(float(rows[name][f'test_{m}_s{s}']) == last[f'test_{m}_s{s}'] for m in ('loss', 'exact') for s in (1, 2))
     # T=2 cycles of 2 net calls, the first forward only (2 + 3 x 2 = 8 forward-equivalents) vs 1 cycle of 3 (9)
     assert float(rows['two']['flops_per_token']) > float(rows['one']['flops_per_token'])
     assert (root / 'val_loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -86,6 +87,3 @@ def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_
     for name in ('loss', 'speed', 'halting'):
         image = matplotlib.image.imread(run_dir / 'plots' / f'{name}.png')
         assert image.shape[0] >= 300 and image.std() > 0.01, name  # not blank
-    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'plot.py'), 'nowhere'], cwd=run_dir,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and bad.stderr.count('\n') == 1 and 'metrics.jsonl not found' in bad.stderr
