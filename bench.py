@@ -8,7 +8,7 @@ Training throughput of a config, built exactly as `python train.py <same args>` 
     python bench.py                                                # the default recursive LM
     python bench.py config/shakespeare_char_plain.py --data=random # random tokens, no data needed
     python bench.py --vs=config/shakespeare_char_plain.py          # two configs alternated -> ratios
-    python bench.py config/conservative.py --batch_size=1 --n_sup=1 --compile=False
+    python bench.py config/conservative.py --batch_size=1 --gradient_accumulation_steps=1 --n_sup=1 --data=random
     python bench.py --profile=True                                 # + top operators by self time
 
 Ablation grids: train.py runs every setting of a grid file for the same budget on the same data and
