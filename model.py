@@ -464,17 +464,24 @@ class GPT(nn.Module):
         return n
 
     def flops_per_token(self, seq_len=None):
-        """Training FLOPs per token, counting every net call of the recursion:
-        the T-1 no-grad cycles forward only (1x), the last cycle and the heads
-        forward + backward (3x). Matmul FLOPs only (norms, rope, softmax ignored)."""
-        cfg, L = self.config, seq_len or self.config.seq_len
+        """Training FLOPs per input token (block_size of them per sequence; seq_len: another length),
+        counting every net call of the recursion: the T-1 no-grad cycles forward only (1x), the last
+        cycle and the heads forward + backward (3x). Matmul FLOPs only (norms, rope, softmax ignored);
+        attention as nanoGPT/PaLM count it (QK^T and AV over the whole sequence, causal or not). The net
+        also runs over a puzzle prefix; the output head reads the tokens only; a per-sequence q-head
+        (bidirectional models) reads one position."""
+        cfg = self.config
+        L = seq_len or cfg.block_size
+        P = L + cfg.prefix_len  # positions the net runs over
         block_mm = sum(m.weight.numel() for m in self.blocks.modules() if isinstance(m, nn.Linear))
-        attn = 2 * 2 * cfg.n_layer * L * cfg.n_embd       # QK^T and AV, full (non-causal) count as nanoGPT/PaLM
-        if cfg.mixer == 'mlp_t':  # its weights act on each of the n_embd columns of a sequence: n_embd / L per token
+        attn = 2 * 2 * cfg.n_layer * P * cfg.n_embd       # per position: QK^T and AV
+        if cfg.mixer == 'mlp_t':  # its weights act on each of the n_embd columns of a sequence: n_embd / P per position
             mlp_t = sum(b.mlp_t.c_fc.weight.numel() + b.mlp_t.c_proj.weight.numel() for b in self.blocks)
-            block_mm, attn = block_mm - mlp_t + mlp_t * cfg.n_embd / L, 0
-        net_fwd = 2 * block_mm + attn
-        head_fwd = 2 * self.lm_head.weight.numel() + (2 * cfg.n_embd if self.q_head is not None else 0)
+            block_mm, attn = block_mm - mlp_t + mlp_t * cfg.n_embd / P, 0
+        net_fwd = (2 * block_mm + attn) * P / L
+        head_fwd = 2 * self.lm_head.weight.numel()
+        if self.q_head is not None:
+            head_fwd += 2 * self.q_head.weight.numel() / (1 if cfg.causal else L)
         if not cfg.recursion:
             return 3 * (net_fwd + head_fwd)
         calls = cfg.n_loops + 1

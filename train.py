@@ -385,6 +385,7 @@ def evaluate(m):
     for split in splits:
         sums = torch.zeros(5, S, device=device)  # loss, ACT acc, exact, cell, rule-valid
         halt_sum = torch.zeros((), device=device)
+        halt_hist = torch.zeros(S, device=device)  # puzzles halting at each step
         for i in range(eval_iters):
             if task == 'puzzle':  # fixed rows, spread over the ranks, no augmentation
                 ix = (torch.arange(batch_size) + (i * world_size + rank) * batch_size) % split_len[split]
@@ -409,9 +410,11 @@ def evaluate(m):
                     if q is not None:
                         halt_step = torch.where((q > 0) & (halt_step == S), s + 1, halt_step)
             halt_sum += halt_step.float().mean()
+            halt_hist += torch.bincount(halt_step - 1, minlength=S)
         if ddp:  # every rank evaluates its own batches; all of them get the same means
             dist.all_reduce(sums)
             dist.all_reduce(halt_sum)
+            dist.all_reduce(halt_hist)
         sums = (sums / (eval_iters * world_size)).tolist()
         for s in range(S):
             out[f'{split}_loss_s{s + 1}'] = sums[0][s]
@@ -423,6 +426,7 @@ def evaluate(m):
                     out[f'{split}_valid_s{s + 1}'] = sums[4][s]
         if task == 'puzzle' and raw_model.q_head is not None:
             out[f'{split}_halt_step'] = halt_sum.item() / (eval_iters * world_size)
+            out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
     if task == 'puzzle' and meta['augmentation'] == 'arc':
         out.update(arc_pass_at_k(m))
     m.train(was_training)

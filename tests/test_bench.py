@@ -1,20 +1,89 @@
+import csv
+import json
 import os
+import pickle
 import re
 import subprocess
 import sys
 
 from conftest import ROOT, run_train
+from test_train import PUZZLE, make_sudoku_data
+
+
+def bench(cwd, *args):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench.py'), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, WANDB_MODE='disabled'))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
 
 
 def test_sampling_bench_reports_cache_and_halting(run_dir):
     run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2', '--n_sup=3')
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench.py'), '--out_dir=out', '--n_tokens=40',
-                           '--repeats=1', '--val_sequences=2', '--val_length=20', '--halt_threshold=0.0'],
-                          cwd=run_dir, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r'KV cache +[\d.]+ tokens/s +\([\d.]+x\)', proc.stdout)
+    out = bench(run_dir, '--sample=True', '--compile=False', '--out_dir=out', '--n_tokens=40', '--repeats=1',
+                '--val_sequences=2', '--val_length=20', '--halt_threshold=0.0')
+    assert re.search(r'KV cache +[\d.]+ tokens/s +\([\d.]+x\)', out)
     # threshold 0: every token halts after its first step, except those sampled from a prefill
     # (the prompt, and the window refilled when it slides past block_size), which run all 3
-    mean = float(re.search(r'steps per token ([\d.]+) of 3', proc.stdout).group(1))
+    mean = float(re.search(r'steps per token ([\d.]+) of 3', out).group(1))
     assert 1.0 < mean < 1.2
-    assert re.search(r'halting at 0\.0 +[\d.]+ \([-+][\d.]+%\), steps per token 1\.00 -> 66\.7% fewer', proc.stdout)
+    assert re.search(r'halting at 0\.0 +[\d.]+ \([-+][\d.]+%\), steps per token 1\.00 -> 66\.7% fewer', out)
+
+
+def test_training_throughput_table_vs_and_profile(run_dir):
+    from configurator import configure, script_defaults
+    from model import GPT, GPTConfig
+    (run_dir / 'plain.py').write_text("recursion = False\n")
+    model_args = ['--dataset=tiny', '--batch_size=2', '--block_size=16', '--n_layer=1', '--n_head=2',
+                  '--n_kv_head=1', '--n_embd=32', '--n_sup=2', '--compile=False', '--dtype=float32']
+    out = bench(run_dir, *model_args, '--warmup=1', '--steps=1', '--rounds=1', '--peak_n=512', '--vs=plain.py',
+                '--profile=True')
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r'^\| ([AB] eager) \| [\d.]+M \| ([\d.,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+)% \| ([\d,]+) MiB', out, re.M)}
+    assert set(rows) == {'A eager', 'B eager'}, out
+    peak = float(re.search(r'against float32 \(([\d.]+) GFLOP/s\)', out).group(1))
+    with open(run_dir / 'data' / 'tiny' / 'meta.pkl', 'rb') as f:
+        vocab = pickle.load(f)['vocab_size']
+    flops = {}
+    for name, argv in (('A eager', model_args), ('B eager', [str(run_dir / 'plain.py')] + model_args)):
+        c = configure(script_defaults(os.path.join(ROOT, 'train.py')), argv)  # as train.py would build it
+        flops[name] = GPT(GPTConfig(**{k: c[k] for k in GPTConfig.keys() if k in c}, vocab_size=vocab)).flops_per_token()
+        mflops_token, tok_s, gflop_s, mfu, mem = rows[name]
+        assert abs(float(mflops_token.replace(',', '')) - flops[name] / 1e6) < 0.006
+        assert float(tok_s.replace(',', '')) > 0 and int(mem.replace(',', '')) > 50
+        assert abs(float(mfu) - 100 * float(gflop_s) / peak) <= 0.006 + 100 * 0.006 / peak + 0.01 * float(mfu)  # all rounded
+    ratio = float(re.search(r'B / A \(eager\): tokens/s [\d.]+x, FLOPs/token ([\d.]+)x', out).group(1))
+    assert abs(ratio - flops['B eager'] / flops['A eager']) < 1e-3 and ratio < 0.5  # recursion off: 1 net call, not 2 x 2
+    assert 'top operators by self time' in out and 'aten::mm' in out
+
+
+def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_dir):
+    # a two-setting puzzle grid (the trm schedule, test metrics per supervision step, halting data)
+    import matplotlib.image
+    make_sudoku_data(run_dir)
+    common = dict(a[2:].split('=', 1) for a in PUZZLE if not a.startswith(('--max_iters', '--lr_decay', '--eval_')))
+    common['n_sup'] = 2
+    (run_dir / 'grid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\n"
+                                     "settings = {'one': {'n_loops': 1}, 'two': {'n_loops': 2, 'T_recursion': 1}}\n")
+    out = bench(run_dir, '--ablate=grid.py', '--eval_iters=1')
+    root = run_dir / 'out-ablate-grid'
+    table = (root / 'results.md').read_text()
+    assert table in out
+    for name, over in (('one', 'n_loops=1'), ('two', 'n_loops=2, T_recursion=1')):  # loss (exact) at both steps
+        assert re.search(rf'^\| {name} \| {over} \|.*\| 2 \| \d+ s( \| [\d.]+ \([\d.]+\)){{2}} \|$', table, re.M), table
+    with open(root / 'results.csv') as f:
+        rows = {r['setting']: r for r in csv.DictReader(f)}
+    for name in ('one', 'two'):  # the final metrics are the last eval of each run's own log
+        with open(root / name / 'metrics.jsonl') as f:
+            last = [json.loads(line) for line in f if '"eval"' in line][-1]
+        assert last['iter'] == 2
+        assert all(float(rows[name][f'test_{m}_s{s}']) == last[f'test_{m}_s{s}'] for m in ('loss', 'exact') for s in (1, 2))
+    # T=2 cycles of 2 net calls, the first forward only (2 + 3 x 2 = 8 forward-equivalents) vs 1 cycle of 3 (9)
+    assert float(rows['two']['flops_per_token']) > float(rows['one']['flops_per_token'])
+    assert (root / 'val_loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # the plot entry, on the two runs' logs
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'plot.py'), str(root / 'one'), str(root / 'two'),
+                           '--to=plots'], cwd=run_dir, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ('loss', 'speed', 'halting'):
+        image = matplotlib.image.imread(run_dir / 'plots' / f'{name}.png')
+        assert image.shape[0] >= 300 and image.std() > 0.01, name  # not blank

@@ -505,6 +505,30 @@ def test_flops_recursive(act):
     assert flops(n_loops=1, T_recursion=1, n_sup=1) > GPT(GPTConfig(**FL, recursion=False)).flops_per_token()
 
 
+@pytest.mark.parametrize('kw', [dict(recursion=False), dict(n_loops=2, T_recursion=2, n_sup=2),
+                                dict(n_loops=1, T_recursion=1, n_sup=2, act=False),
+                                dict(mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1),
+                                dict(causal=False, puzzle_emb_ndim=100, n_loops=1, T_recursion=2, n_sup=1)])
+def test_flops_per_token_equals_torch_flop_counter(kw):
+    # torch's own count of the matmul FLOPs of a real training iteration (n_sup steps, each with its
+    # backward; attention through the math backend, whose matmuls the counter sees) equals
+    # flops_per_token() * tokens: no-grad cycles forward only, the last cycle and heads forward + backward
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    m = GPT(GPTConfig(**FL, **kw))
+    B, L = 2, m.config.block_size
+    idx = torch.randint(0, 50, (B, L))
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        y = z = None
+        for _ in range(m.n_sup):
+            logits, q, y, z = m(idx, y, z, puzzle_ids=torch.zeros(B, dtype=torch.long))
+            loss = F.cross_entropy(logits.flatten(0, 1), idx.flatten())
+            if q is not None:
+                loss = loss + F.binary_cross_entropy_with_logits(q, torch.zeros_like(q))
+            loss.backward()
+    assert counter.get_total_flops() == m.flops_per_token() * B * L
+
+
 # ---------------------------------------------------------------- 9. config validation
 
 @pytest.mark.parametrize('kw,msg', [

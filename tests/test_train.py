@@ -253,6 +253,9 @@ def test_puzzle_training_reports_every_supervision_step(run_dir, args):
         assert {k for k in r if k.startswith('test_exact_s')} == {'test_exact_s1', 'test_exact_s2', 'test_exact_s3'}
         assert all(0 <= r[f'test_{m}_s{s}'] <= 1 for m in ('exact', 'cell', 'valid') for s in (1, 2, 3))
         assert 1 <= r['test_halt_step'] <= 3
+        hist = r['test_halt_hist']  # share of puzzles halting at each step; its mean is the mean halting step
+        assert len(hist) == 3 and abs(sum(hist) - 1) < 1e-6
+        assert abs(sum((s + 1) * p for s, p in enumerate(hist)) - r['test_halt_step']) < 1e-5
     assert evals[1]['test_loss_s3'] < evals[0]['test_loss_s3']
     trains = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'train']
     assert len(trains) == 6 and all(math.isfinite(r.get('loss', r.get('loss_s3', float('nan')))) for r in trains)

@@ -1,0 +1,134 @@
+"""
+Plots of train.py's JSON-lines logs (<out_dir>/metrics.jsonl) as PNG files (matplotlib's Agg backend:
+no display needed).
+
+    python plot.py out-shakespeare-char            # -> out-shakespeare-char/loss.png, speed.png
+    python plot.py out-a out-b --to=plots          # several runs: a panel or a line each
+
+loss.png: train (dashed) and val/test (solid) loss at every supervision step vs iteration, a panel per run.
+speed.png: training tokens/s vs iteration, a line per run.
+halting.png, when the evals logged halting (puzzle runs): the share of test puzzles halting at each
+supervision step at the last eval, and the mean halting step vs iteration.
+bench.py --ablate draws its val loss vs wall time and FLOPs with plot_ablation below.
+"""
+import json
+import os
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+
+def read_log(out_dir):
+    """The rows of out_dir/metrics.jsonl (dicts with 'iter', 'kind': 'train' or 'eval', 'time', metrics)."""
+    path = os.path.join(out_dir, 'metrics.jsonl')
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: train.py writes it into its out_dir (python train.py --out_dir=...)")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def step_keys(rows, pattern):
+    """The keys of rows matching pattern (a regex with one group: the supervision step), in step order."""
+    found = {(int(m.group(1)), k) for r in rows for k in r for m in [re.fullmatch(pattern, k)] if m}
+    return [k for _, k in sorted(found)]
+
+
+def curve(rows, key, kind=None):
+    pts = [(r['iter'], r[key]) for r in rows if key in r and (kind is None or r['kind'] == kind)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_losses(runs, path):
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], runs):
+        train = step_keys(rows, r'loss_s(\d+)') or (['loss'] if any('loss' in r for r in rows) else [])
+        evals = step_keys(rows, r'(?:val|test)_loss_s(\d+)')
+        for s, key in enumerate(train):
+            ax.plot(*curve(rows, key, 'train'), '--', color=f'C{s}', alpha=0.6, label=f'train {key}')
+        for s, key in enumerate(evals):
+            ax.plot(*curve(rows, key, 'eval'), 'o-', color=f'C{s}', label=key)
+        ax.set(title=name, xlabel='iteration', ylabel='loss')
+        ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def plot_speed(runs, path):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in runs:
+        ax.plot(*curve(rows, 'tok_per_s', 'train'), label=name)
+    ax.set(xlabel='iteration', ylabel='tokens/s (training)', ylim=(0, None))
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def plot_halting(runs, path):
+    """None when no run logged halting data."""
+    keys = {name: sorted({k for r in rows for k in r if k.endswith(('_halt_step', '_halt_hist'))}) for name, rows in runs}
+    runs = [(name, rows) for name, rows in runs if keys[name]]
+    if not runs:
+        return None
+    fig, (hist, mean) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(runs)
+    for i, (name, rows) in enumerate(runs):
+        for key in keys[name]:
+            last = [r for r in rows if key in r]
+            if key.endswith('_hist'):  # the share of puzzles halting at each step, at the last eval
+                shares = last[-1][key]
+                hist.bar([s + 1 + (i - (len(runs) - 1) / 2) * width for s in range(len(shares))], shares, width,
+                         label=f"{name} (iter {last[-1]['iter']})")
+            else:
+                mean.plot(*curve(rows, key, 'eval'), 'o-', label=f'{name} {key}')
+    hist.set(xlabel='halting step (first q > 0, else n_sup)', ylabel='share of puzzles', title='last eval')
+    mean.set(xlabel='iteration', ylabel='mean halting step')
+    for ax in (hist, mean):
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def plot_ablation(runs, path):
+    """Val (or test) loss at the last supervision step vs wall time and vs training FLOPs, a line per setting.
+    runs: dicts with name, rows, split, n_sup, flops_per_iter (see bench.py's run_ablation)."""
+    fig, (by_time, by_flops) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in runs:
+        key = f"{r['split']}_loss_s{r['n_sup']}"
+        t, pts = 0.0, []
+        for row in r['rows']:
+            t = max(t, row['time'])  # an eval-only pass after a seconds budget restarts the clock
+            if row['kind'] == 'eval' and key in row:
+                pts.append((t, row['iter'] * r['flops_per_iter'], row[key]))
+        by_time.plot([p[0] for p in pts], [p[2] for p in pts], 'o-', label=r['name'])
+        by_flops.plot([p[1] for p in pts], [p[2] for p in pts], 'o-', label=r['name'])
+    by_time.set(xlabel='wall time of training (s)', ylabel=f"{runs[0]['split']} loss, last supervision step")
+    by_flops.set(xlabel='training FLOPs', ylabel=f"{runs[0]['split']} loss, last supervision step")
+    for ax in (by_time, by_flops):
+        ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+if __name__ == '__main__':
+    dirs = [a for a in sys.argv[1:] if not a.startswith('--')]
+    to = next((a.split('=', 1)[1] for a in sys.argv[1:] if a.startswith('--to=')), None)
+    unknown = [a for a in sys.argv[1:] if a.startswith('--') and not a.startswith('--to=')]
+    if not dirs or unknown:
+        sys.exit("error: usage: python plot.py out_dir [out_dir2 ...] [--to=DIR]")
+    to = to or (dirs[0] if len(dirs) == 1 else 'plots')
+    try:
+        runs = [(os.path.basename(os.path.normpath(d)), read_log(d)) for d in dirs]
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+    os.makedirs(to, exist_ok=True)
+    written = [plot_losses(runs, os.path.join(to, 'loss.png')), plot_speed(runs, os.path.join(to, 'speed.png')),
+               plot_halting(runs, os.path.join(to, 'halting.png'))]
+    print('wrote ' + ', '.join(p for p in written if p))
