@@ -16,15 +16,18 @@ n_kv_head = 4
 n_loops = 1
 T_recursion = 1
 n_sup = 2
+# deep supervision: the last step's answer counts most (weights 1/5, 4/5 for n_sup 2). Measured on a tiny
+# model (300 iters, 2 seeds): uniform weights leave step 2 worse than step 1, base 4 makes it better
+supervision_weight_base = 4.0
 # training
 batch_size = 64
-max_iters = 1500
-lr_decay_iters = 1500
+max_iters = 800
+lr_decay_iters = 800
 learning_rate = 2e-3
 min_lr = 1e-4
 warmup_iters = 50
 weight_decay = 0.0
-eval_interval = 250
+eval_interval = 200
 eval_iters = 16           # 16 x 64 rows: the whole 1000-example val and test splits
 log_interval = 50
 ema_decay = 0.999

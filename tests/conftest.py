@@ -45,10 +45,11 @@ def run_train(cwd, *args, check=True):
     return proc
 
 
+# a tiny recursive controller: 1 layer, 32 wide, 2 supervision steps (the second weighted 4x, as config/control.py)
 CONTROL = ['--dataset=control/di', '--out_dir=out', '--batch_size=64', '--n_layer=1', '--n_head=2', '--n_kv_head=2',
-           '--n_embd=32', '--n_loops=1', '--T_recursion=1', '--n_sup=3', '--learning_rate=3e-3', '--weight_decay=0.0',
-           '--max_iters=300', '--lr_decay_iters=300', '--warmup_iters=20', '--eval_interval=150', '--eval_iters=4',
-           '--log_interval=50', '--dtype=float32']
+           '--n_embd=32', '--n_loops=1', '--T_recursion=1', '--n_sup=2', '--supervision_weight_base=4.0',
+           '--learning_rate=1e-2', '--weight_decay=0.0', '--max_iters=300', '--lr_decay_iters=300', '--warmup_iters=20',
+           '--eval_interval=150', '--eval_iters=4', '--log_interval=50', '--dtype=float32']
 
 
 @pytest.fixture(scope='session')

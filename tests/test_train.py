@@ -305,25 +305,26 @@ def test_memmap_reads_do_not_grow_rss(tmp_path):
 
 
 def test_control_training_learns_the_double_integrator(control_run):
-    # control_run (conftest): 300 iterations of a 1-layer, 32-wide recursive model, n_sup 3, a few seconds of CPU
+    # control_run (conftest): 300 iterations of a 1-layer, 32-wide recursive model, n_sup 2, seconds of CPU
     import numpy as np
     import control
     evals = [r for r in read_metrics(control_run / 'out') if r['kind'] == 'eval']
     assert [r['iter'] for r in evals] == [0, 150, 300]
     for r in evals:  # every metric of every split at every supervision step
         for split in ('train', 'val', 'test'):
-            for s in (1, 2, 3):
+            for s in (1, 2):
                 for k in ('loss', 'control_mse', 'final_err', 'cost_ratio', 'cost_ratio_p95', 'success', 'act_acc'):
                     assert math.isfinite(r[f'{split}_{k}_s{s}']), (split, k, s)
                 assert r[f'{split}_cost_ratio_p95_s{s}'] >= 1.0 - 1e-6 and r[f'{split}_cost_ratio_s{s}'] >= 1.0 - 1e-6
-            assert r[f'{split}_opt_success'] == 1.0 and 1 <= r[f'{split}_halt_step'] <= 3
+            assert r[f'{split}_opt_success'] == 1.0 and 1 <= r[f'{split}_halt_step'] <= 2
     val = control.load(str(control_run / 'data' / 'control' / 'di'), 'val')
     zero = control.metrics(val['system'], val['x0'], val['target'], np.zeros_like(val['targets']), val['targets'])
     first, last = evals[0], evals[-1]
-    assert last['val_cost_ratio_s3'] < 0.1 * zero['cost_ratio'] < first['val_cost_ratio_s3']
-    # the recursion refines: the last supervision step beats the first
-    assert last['val_cost_ratio_s3'] < last['val_cost_ratio_s1']
-    assert last['val_control_mse_s3'] < last['val_control_mse_s1'] < first['val_control_mse_s1']
+    assert last['val_cost_ratio_s2'] < 0.1 * zero['cost_ratio'] < first['val_cost_ratio_s2']
+    assert last['val_success_s2'] > 0.05 and last['val_final_err_s2'] < 0.5 * first['val_final_err_s2']
+    # the recursion refines: the second supervision step beats the first
+    for k in ('cost_ratio', 'control_mse'):
+        assert last[f'val_{k}_s2'] < last[f'val_{k}_s1'], k
     ckpt = load(control_run / 'out' / 'ckpt.pt')
     assert ckpt['system']['name'] == 'double_integrator' and ckpt['model_args']['n_outputs'] == 1
 
