@@ -384,7 +384,7 @@ def train_trm_step(X, Y, P):
     c = puzzles.refill_carry(carry, {'X': X, 'Y': Y, 'P': P}, raw_model.yz_init, raw_model.config.seq_len)
     steps = c['steps'] + 1
     with ctx:
-        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c['P'])
+        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c.get('P'))
         loss, bce, _ = step_losses(logits, q, c['X'], c['Y'])
         total = loss + act_loss_weight * bce if bce is not None else loss
     scaler.scale(total).backward()
