@@ -9,3 +9,6 @@ out_dir = 'out-control-pendulum'
 wandb_run_name = 'control-pendulum'
 n_sup = 8
 eval_iters = 4            # 4 x 64 rows: the whole 250-example val and test splits
+max_iters = 400           # what a shared 2-core CPU allowed (n_sup 8: ~0.4 CPU-s an iteration)
+lr_decay_iters = 400
+eval_interval = 200
