@@ -341,11 +341,12 @@ def test_control_split_without_examples_is_one_clear_error(tmp_path):
     assert proc.returncode != 0 and len(lines) == 1 and 'no val examples' in lines[0] and '--n_val=' in lines[0]
 
 
-def test_control_trains_with_the_trm_schedule(control_run):
-    # one optimizer step per supervision step, (y, z) carried, halted rows refilled (no puzzle ids for control)
+def test_control_trains_with_the_trm_schedule_and_rollout_loss(control_run):
+    # one optimizer step per supervision step, (y, z) carried, halted rows refilled (no puzzle ids for control);
+    # the loss adds the differentiable rollout cost
     from conftest import CONTROL
     run_train(control_run, *CONTROL, '--schedule=trm', '--out_dir=trm', '--max_iters=20', '--eval_interval=20',
-              '--eval_iters=1')
+              '--eval_iters=1', '--rollout_loss_weight=0.1')
     rows = read_metrics(control_run / 'trm')
     assert [r['iter'] for r in rows if r['kind'] == 'eval'] == [0, 20]
     assert all(math.isfinite(r['loss']) for r in rows if r['kind'] == 'train')
