@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 SPLITS = ('train', 'val', 'test')
 
@@ -172,6 +173,42 @@ def metrics(system, x0, target, u_pred, u_opt):
                 success=(err_p <= tol).double().mean().item(),
                 opt_final_err=err_o.mean().item(),
                 opt_success=(err_o <= tol).double().mean().item())
+
+
+def split_features(system, X):
+    """(x0, target) [B, n] from model inputs [B, H, 2n+1] (every row of a sequence repeats them)."""
+    n = system['n_state']
+    return X[:, 0, :n], X[:, 0, n:2 * n]
+
+
+def good_enough(system, x0, target, u, opt_cost, cost_tol):
+    """Per row [B] bool: the clipped controls u end within success_tol of the target and cost at most
+    (1 + cost_tol) times the optimum. What the q-head learns to predict (ACT's "this answer is right")."""
+    u = clip_controls(system, u)
+    xs = rollout(system, x0, u)
+    err = (xs[:, -1] - target).norm(dim=1)
+    return (err <= system['success_tol']) & (cost(system, xs, u, target) <= (1 + cost_tol) * opt_cost)
+
+
+def step_losses(system, X, u_pred, q, Y, rollout_weight=0.0, act_cost_tol=0.02):
+    """One supervision step of a control model: (loss, ACT BCE, q accuracy); the last two None without a
+    q-head. loss = MSE to the optimal controls Y, + rollout_weight * rollout_loss. X are the model's inputs
+    (x0 and target are read from them). Rollouts in float32 with autocast off (see rollout_loss)."""
+    u = u_pred.float()
+    loss = F.mse_loss(u, Y)
+    if not rollout_weight and q is None:
+        return loss, None, None
+    with torch.autocast(device_type=X.device.type, enabled=False):
+        x0, target = split_features(system, X.float())
+        opt_cost = total_cost(system, x0, target, Y)  # the data's J*, recomputed: cheaper than carrying it
+        if rollout_weight:
+            loss = loss + rollout_weight * rollout_loss(system, x0, target, u, opt_cost)
+        if q is None:
+            return loss, None, None
+        with torch.no_grad():
+            good = good_enough(system, x0, target, u, opt_cost, act_cost_tol).float()
+        bce = F.binary_cross_entropy_with_logits(q.float(), good)
+    return loss, bce, ((q > 0).float() == good).float().mean()
 
 
 def make_features(x0, target, horizon):

@@ -281,7 +281,8 @@ class GPT(nn.Module):
             if name.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         if not config.tie_weights:  # unit-scale embeddings match the unit-scale y/z states
-            torch.nn.init.normal_(self.wte.weight, mean=0.0, std=1.0)
+            # (a linear embedding of features: 1 / sqrt(fan_in) keeps it unit-scale for unit-scale features)
+            torch.nn.init.normal_(self.wte.weight, mean=0.0, std=1.0 / math.sqrt(config.n_features) if config.n_features else 1.0)
         if config.trm_faithful:  # the official init: truncated LeCun normal, embeddings 1/sqrt(D) (scaled up in embed)
             for m in self.modules():
                 if isinstance(m, (nn.Linear, nn.Embedding)):

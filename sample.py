@@ -12,7 +12,9 @@ Puzzle checkpoints (trained on data/sudoku, data/maze or data/arc) solve one puz
     python sample.py --out_dir=out-tiny-puzzle-maze --puzzle=maze.txt --puzzle_steps=True   # the answer after every step
     python sample.py --out_dir=out-tiny-puzzle-arc --puzzle=00576224.json --arc_test=0
 
-Text formats: see puzzles.TEXT_FORMATS.
+Text formats: see puzzles.TEXT_FORMATS. Control checkpoints roll out from x0 to target against the optimum:
+
+    python sample.py --out_dir=out-control --x0=1.5,0 --target=-1,0   # printed and plotted
 """
 import json
 import os
@@ -46,6 +48,11 @@ compile = False           # torch.compile the one-token step: ~2x faster tokens 
 puzzle = ''               # the puzzle to solve (Sudoku: 81 characters; maze, ARC: a file): needs a puzzle checkpoint
 puzzle_steps = False      # print the answer after every supervision step, not only the last
 arc_test = 0              # ARC task files: which test pair to solve
+# control checkpoints: num_samples rollouts, each from x0 to target (comma-separated states; '' = random
+# from the system's boxes), printed against the optimum and plotted
+x0 = ''
+target = ''
+plot = ''                 # PNG path; '' = <out_dir>/control.png
 # -----------------------------------------------------------------------------
 try:
     globals().update(configure(globals(), sys.argv[1:]))
@@ -115,6 +122,82 @@ if puzzle:
     print(f"halting: the q-head says the answer is right from step {halt_step}" if halt_step else
           "halting: the q-head never says the answer is right" if model.q_head is not None else
           "halting: the model has no q-head")
+    sys.exit(0)
+
+# ---- control: a control checkpoint rolls the predicted controls out against the optimum (printed and plotted)
+if model.config.n_outputs:
+    import importlib.util
+    from types import SimpleNamespace
+    import numpy as np
+    import control
+    system = ckpt['system']
+    H, n, m = system['horizon'], system['n_state'], system['n_control']
+    spec = importlib.util.spec_from_file_location('prepare', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                          'data', 'control', 'prepare.py'))
+    prep = importlib.util.module_from_spec(spec)  # the solvers that made the training data
+    spec.loader.exec_module(prep)
+    rng = np.random.default_rng(seed)
+    states = {}
+    for key, text in (('x0', x0), ('target', target)):
+        try:
+            v = [float(t) for t in text.split(',')] if text else None
+        except ValueError:
+            v = []
+        if v is not None and len(v) != n:
+            sys.exit(f"error: --{key}={text!r} must be {n} comma-separated numbers (a state of {system['name']}), "
+                     f"e.g. --{key}={','.join(['0.5'] * n)}; leave it out for random states")
+        states[key] = (np.tile(v, (num_samples, 1)) if v else
+                       prep.sample_states(rng, system[f'{key}_low'], system[f'{key}_high'], num_samples))
+    x0_t, tgt_t = torch.tensor(states['x0']), torch.tensor(states['target'])
+    X = torch.tensor(control.make_features(states['x0'], states['target'], H), device=device)
+    with torch.no_grad(), ctx:
+        steps = [(u.float().cpu().double(), q) for u, q in model.supervision_steps(X, n_sup)]
+    used = torch.full((num_samples,), n_sup)  # a row stops at its first step with sigmoid(q) > halt_threshold
+    for s, (_, q) in reversed(list(enumerate(steps))):
+        if q is not None and halt_threshold < 1.0:
+            used = torch.where(torch.sigmoid(q.float()).cpu() > halt_threshold, s + 1, used)
+    u_pred = torch.stack([u for u, _ in steps])[used - 1, torch.arange(num_samples)]
+    u_opt = torch.tensor(prep.solve_split(system, states['x0'], states['target'],
+                                          SimpleNamespace(restarts=18, num_proc=1), [seed])[0])
+    u_pred = control.clip_controls(system, u_pred)  # what the system can apply (and what the metrics roll out)
+    xs_p, xs_o = control.rollout(system, x0_t, u_pred), control.rollout(system, x0_t, u_opt)
+    J_p, J_o = control.cost(system, xs_p, u_pred, tgt_t), control.cost(system, xs_o, u_opt, tgt_t)
+    fmt = lambda v: ' '.join(f'{a:7.3f}' for a in v)
+    for i in range(num_samples):
+        print(f"{system['name']} {i + 1}: x0 [{fmt(x0_t[i])}] -> target [{fmt(tgt_t[i])}], {used[i]} of {n_sup} steps")
+        print(f"  t  u pred / u opt  |  x pred / x opt")
+        for t in range(H + 1):
+            u_cols = f"{fmt(u_pred[i, t])} {fmt(u_opt[i, t])}" if t < H else ' ' * (16 * m - 1)
+            print(f"{t:3d}  {u_cols}  |  {fmt(xs_p[i, t])}  {fmt(xs_o[i, t])}")
+        err_p, err_o = (xs_p[i, -1] - tgt_t[i]).norm().item(), (xs_o[i, -1] - tgt_t[i]).norm().item()
+        print(f"cost {J_p[i]:.4f}, optimal {J_o[i]:.4f}: ratio {J_p[i] / J_o[i]:.4f}; final error {err_p:.4f} "
+              f"(optimal {err_o:.4f}; within {system['success_tol']}: {err_p <= system['success_tol']})\n")
+    ratio_s = [control.metrics(system, x0_t, tgt_t, u, u_opt)['cost_ratio'] for u, _ in steps]
+    print("mean cost ratio per supervision step: " + ' '.join(f'{r:.4f}' for r in ratio_s))
+    import matplotlib
+    matplotlib.use('Agg')  # writes files, needs no display
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(n + m, 1, figsize=(7, 2 * (n + m)), sharex=True)
+    tx = np.arange(H + 1) * system['dt']
+    for i in range(num_samples):
+        c = f'C{i % 10}'
+        for d in range(n):
+            axes[d].plot(tx, xs_p[i, :, d], color=c, label='predicted' if i == 0 else None)
+            axes[d].plot(tx, xs_o[i, :, d], color=c, ls='--', label='optimal' if i == 0 else None)
+            axes[d].axhline(tgt_t[i, d], color=c, lw=0.6, ls=':')
+            axes[d].set_ylabel(f'state {d}')
+        for k in range(m):
+            for u, ls in ((u_pred, '-'), (u_opt, '--')):  # zero-order hold: the last value held to t = H dt
+                axes[n + k].step(tx, np.r_[u[i, :, k], u[i, -1, k]], where='post', color=c, ls=ls)
+            axes[n + k].set_ylabel(f'control {k}')
+    axes[0].legend(loc='best')
+    axes[-1].set_xlabel('time (s)')
+    axes[0].set_title(f"{system['name']}: predicted (solid) vs optimal (dashed), mean cost ratio {(J_p / J_o).mean():.3f}",
+                      fontsize=10)
+    fig.tight_layout()
+    plot = plot or os.path.join(out_dir, 'control.png')
+    fig.savefig(plot, dpi=100)
+    print(f"plot: {plot}")
     sys.exit(0)
 
 # ---- text: tokenizer: the dataset's meta.pkl for char-level models, GPT-2 BPE otherwise

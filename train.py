@@ -4,6 +4,7 @@ Train a recursive GPT (TRM-style) with deep supervision.
     python train.py                                   # small recursive char model, ~5 min on a 2-core CPU
     python train.py config/shakespeare_char_plain.py  # the recursion-off baseline
     python train.py --n_sup=4 --T_recursion=2         # any default below can be overridden
+    python train.py config/control.py                 # control: double integrator, optimal controls by LQR
 
 Every default below is a config key (see configurator.py). Each batch runs n_sup
 supervision steps; each step gets its own loss and its own backward, so memory
@@ -29,6 +30,8 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import control
+import puzzles
 from configurator import ConfigError, configure
 from ema import EMA
 from model import GPT, GPTConfig, from_official_trm
@@ -47,7 +50,7 @@ seed = 1337
 wandb_log = False
 wandb_project = 'nanotrm'
 wandb_run_name = 'shakespeare-char'
-# data: the task follows from the folder data/<dataset>: train.bin (language model) or meta.json (puzzles)
+# data: the task follows from the folder data/<dataset>: train.bin (language model) or meta.json (puzzles, control)
 dataset = 'shakespeare_char'
 batch_size = 8     # small batches, many steps: the fastest way down at this size on a CPU
 block_size = 128
@@ -92,6 +95,9 @@ puzzle_emb_weight_decay = 0.1
 arc_n_aug = 512                 # ARC: augmentations per task, each its own puzzle embedding
 arc_eval_votes = 8              # ARC eval: each test pair solved under this many augmentations, voted (pass@1/@2)
 arc_eval_pairs = 0              # ARC eval: test pairs scored for pass@k (0 = all)
+# control (data/control/<system>): loss = MSE to the optimal controls + rollout_loss_weight * mean log(J / J*)
+rollout_loss_weight = 0.0       # the rollout term weighs control errors by what they cost (control.rollout_loss)
+act_cost_tol = 0.02             # q learns "the rollout ends within the system's success_tol, at J <= (1 + this) J*"
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
@@ -156,20 +162,20 @@ torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 
 # data: nanoGPT's format for LMs (uint16 tokens in train.bin / val.bin, optional meta.pkl); puzzles
-# from data/{sudoku,maze,arc}/prepare.py (inputs/labels arrays + meta.json), augmented on the fly
+# from data/{sudoku,maze,arc}/prepare.py (inputs/labels arrays + meta.json), augmented on the fly; control
+# from data/control/prepare.py (features, optimal controls, the system in meta.json)
 data_dir = os.path.join('data', dataset)
-task = 'puzzle' if os.path.exists(os.path.join(data_dir, 'meta.json')) else 'lm'
-if task == 'puzzle':
+task = 'lm'
+if os.path.exists(os.path.join(data_dir, 'meta.json')):
     with open(os.path.join(data_dir, 'meta.json')) as f:
-        if 'augmentation' not in json.load(f):
-            sys.exit(f"error: {data_dir} holds control data; train.py trains language models and puzzles so far "
-                     f"(control.py has the rollouts and metrics a control trainer needs)")
-splits = ('train', 'test') if task == 'puzzle' else ('train', 'val')  # the second one picks the best checkpoint
+        task = 'control' if 'horizon' in json.load(f) else 'puzzle'
+# the second split picks the best checkpoint; control also reports its test split at every eval
+splits = {'lm': ('train', 'val'), 'puzzle': ('train', 'test'), 'control': ('train', 'val', 'test')}[task]
 schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
 if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
     sys.exit(f"error: schedule={schedule!r} / loss={loss!r}; use schedule 'batch' or 'trm', loss 'softmax' or 'stablemax'")
 if schedule == 'trm' and task == 'lm':
-    sys.exit("error: schedule='trm' halts whole sequences (puzzles); language models train with schedule='batch'")
+    sys.exit("error: schedule='trm' halts whole sequences (puzzles, control); language models train with schedule='batch'")
 if schedule == 'trm' and gradient_accumulation_steps != 1:
     sys.exit("error: schedule='trm' steps the optimizer after every supervision step of one micro-batch per "
              "process: set gradient_accumulation_steps to the number of processes")
@@ -186,8 +192,7 @@ if task == 'lm':
         if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
             vocab_size = meta['vocab_size']
     split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in splits}
-else:
-    import puzzles
+elif task == 'puzzle':
     try:
         pdata = {split: puzzles.load(data_dir, split) for split in splits}
     except ValueError as e:
@@ -198,6 +203,19 @@ else:
     if meta['augmentation'] == 'arc' and not 1 <= arc_eval_votes <= n_aug:
         sys.exit(f"error: arc_eval_votes={arc_eval_votes} must be in 1..arc_n_aug={n_aug} (one vote per augmentation)")
     split_len = {split: len(pdata[split]['inputs']) for split in splits}
+else:  # control: a few MB, held in memory as tensors
+    try:
+        cdata = {split: control.load(data_dir, split) for split in splits}
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    meta = cdata['train']['system']
+    vocab_size, block_size = 0, meta['horizon']  # one position per control step, no vocabulary
+    split_len = {split: len(cdata[split]['features']) for split in splits}
+    cdata = {split: {k: torch.from_numpy(cdata[split][k]) for k in ('features', 'targets')} for split in splits}
+    for split, n in split_len.items():
+        if n == 0:
+            sys.exit(f"error: {data_dir} has no {split} examples; rerun `python data/control/prepare.py "
+                     f"--system={meta['name']} --n_{split}=N` with N > 0")
 
 
 def random_ix(split, generator, *shape):
@@ -206,13 +224,15 @@ def random_ix(split, generator, *shape):
 
 
 def get_batch(split, ix, aug_seed=None):
-    """(inputs, targets, puzzle ids or None) of the sequences starting at ix (LM) or of the puzzle rows ix,
+    """(inputs, targets, puzzle ids or None) of the sequences starting at ix (LM) or of the puzzle/control rows ix,
     augmented with a generator seeded by aug_seed (None: no augmentation)."""
     if task == 'lm':
         # re-open the memmap every batch: a long-lived one keeps growing RSS
         data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
         buf = torch.from_numpy(data[ix.numpy()[:, None] + np.arange(block_size + 1)].astype(np.int64))
         x, y, p = buf[:, :-1], buf[:, 1:], None
+    elif task == 'control':  # features [B, H, 2n+1] in, optimal controls [B, H, m] out
+        x, y, p = cdata[split]['features'][ix], cdata[split]['targets'][ix], None
     else:
         b = puzzles.get_batch(pdata[split], ix.numpy(), np.random.default_rng(aug_seed), augment=aug_seed is not None,
                               n_aug=n_aug)
@@ -226,6 +246,8 @@ def get_batch(split, ix, aug_seed=None):
 # model, optimizer, EMA: from scratch or from out_dir/ckpt.pt
 model_args = {k: config[k] for k in GPTConfig.keys() if k in config}
 model_args.update(vocab_size=vocab_size, block_size=block_size, causal=task == 'lm')
+if task == 'control':  # a linear embedding of the features in, a linear head of n_control outputs
+    model_args.update(n_features=meta['n_features'], n_outputs=meta['n_control'])
 if task == 'puzzle':
     model_args['num_puzzle_ids'] = meta.get('num_puzzle_ids', 1) * n_aug
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
@@ -306,10 +328,13 @@ def cross_entropy(logits, Y):
     return torch.where(Y != -100, -logp, 0).float()
 
 
-def step_losses(logits, q, Y):
+def step_losses(logits, q, X, Y):
     """Loss of one supervision step (LM: mean over tokens; puzzles: mean per puzzle, then over puzzles, as
-    TRM), the ACT BCE and the q-head's accuracy when there is a q-head. q predicts whether the step's
-    answer is already right: per token (LM), or the whole puzzle (q per sequence)."""
+    TRM; control: control.step_losses), the ACT BCE and the q-head's accuracy when there is a q-head. q
+    predicts whether the step's answer is already right: per token (LM), or the whole puzzle (q per
+    sequence); for control, whether the rollout is within tolerance (control.good_enough)."""
+    if task == 'control':
+        return control.step_losses(meta, X, logits, q, Y, rollout_loss_weight, act_cost_tol)
     mask = Y != -100
     ce = cross_entropy(logits, Y)
     loss = (ce.sum(1) / mask.sum(1).clamp(min=1)).mean() if task == 'puzzle' else ce.sum() / mask.sum()
@@ -344,7 +369,7 @@ def train_batch(X, Y, P, last_micro_step=True):
             model.require_backward_grad_sync = last_micro_step and s == S - 1
         with ctx:
             logits, q, y, z = model(X, y, z, puzzle_ids=P)
-            loss, bce, _ = step_losses(logits, q, Y)
+            loss, bce, _ = step_losses(logits, q, X, Y)
             total = step_objective(s, loss, bce, prev)
         scaler.scale(total / gradient_accumulation_steps).backward()
         prev = loss.detach()
@@ -363,8 +388,8 @@ def train_trm_step(X, Y, P):
     c = puzzles.refill_carry(carry, {'X': X, 'Y': Y, 'P': P}, raw_model.yz_init, raw_model.config.seq_len)
     steps = c['steps'] + 1
     with ctx:
-        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c['P'])
-        loss, bce, _ = step_losses(logits, q, c['Y'])
+        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c.get('P'))
+        loss, bce, _ = step_losses(logits, q, c['X'], c['Y'])
         total = loss + act_loss_weight * bce if bce is not None else loss
     scaler.scale(total).backward()
     carry = dict(c, y=y, z=z, steps=steps, halted=puzzles.halted_after_step(steps, q, S, halt_exploration_prob))
@@ -374,30 +399,35 @@ def train_trm_step(X, Y, P):
 @torch.no_grad()
 def evaluate(m):
     """Mean loss and ACT accuracy at every supervision step, on fixed batches of each split; for puzzles
-    (every row runs all n_sup steps) also exact (whole-puzzle) and cell accuracy per step, the rule
-    check (Sudoku: the answer obeys the rules; mazes: it is a shortest path, any of them), and the mean
-    halting step (the first step with q > 0, else n_sup); for ARC, pass@1 and pass@2 after voting across
-    augmentations (arc_pass_at_k)."""
+    and control (every row runs all n_sup steps) the mean halting step (the first step with q > 0, else
+    n_sup) and its histogram; for puzzles also exact (whole-puzzle) and cell accuracy per step and the rule
+    check (Sudoku: the answer obeys the rules; mazes: it is a shortest path, any of them), and for ARC pass@1
+    and pass@2 after voting across augmentations (arc_pass_at_k); for control, per step, the rollout metrics
+    of control.metrics over the first eval_iters * batch_size rows of the split."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
     out = {}
     for split in splits:
+        if task == 'lm':
+            batches = [random_ix(split, gen, batch_size) for _ in range(eval_iters)]
+        elif task == 'puzzle':  # fixed rows, spread over the ranks, no augmentation
+            batches = [(torch.arange(batch_size) + (i * world_size + rank) * batch_size) % split_len[split]
+                       for i in range(eval_iters)]
+        else:  # control: each row once, the same rows on every rank (percentiles need all of them together)
+            batches = torch.arange(min(split_len[split], eval_iters * batch_size)).split(batch_size)
         sums = torch.zeros(5, S, device=device)  # loss, ACT acc, exact, cell, rule-valid
         halt_sum = torch.zeros((), device=device)
-        halt_hist = torch.zeros(S, device=device)  # puzzles halting at each step
-        for i in range(eval_iters):
-            if task == 'puzzle':  # fixed rows, spread over the ranks, no augmentation
-                ix = (torch.arange(batch_size) + (i * world_size + rank) * batch_size) % split_len[split]
-            else:
-                ix = random_ix(split, gen, batch_size)
+        halt_hist = torch.zeros(S, device=device)  # rows halting at each step
+        rows, preds = [], [[] for _ in range(S)]  # control: inputs, targets and each step's predictions
+        for ix in batches:
             X, Y, P = get_batch(split, ix)
             y = z = None
             halt_step = torch.full((len(X),), S, device=device)
             for s in range(S):
                 with ctx:
                     logits, q, y, z = m(X, y, z, puzzle_ids=P)
-                    loss, _, acc = step_losses(logits, q, Y)
+                    loss, _, acc = step_losses(logits, q, X, Y)
                 sums[0, s] += loss  # summed on the device: one sync per eval, not per batch
                 if acc is not None:
                     sums[1, s] += acc
@@ -407,15 +437,22 @@ def evaluate(m):
                     sums[2, s] += (right.sum(1) == mask.sum(1)).float().mean()
                     sums[3, s] += right.sum() / mask.sum()
                     sums[4, s] += rule_valid(X, pred)
-                    if q is not None:
-                        halt_step = torch.where((q > 0) & (halt_step == S), s + 1, halt_step)
+                if task == 'control':
+                    preds[s].append(logits.float())
+                if task != 'lm' and q is not None:
+                    halt_step = torch.where((q > 0) & (halt_step == S), s + 1, halt_step)
             halt_sum += halt_step.float().mean()
             halt_hist += torch.bincount(halt_step - 1, minlength=S)
+            if task == 'control':
+                rows.append((X, Y))
         if ddp:  # every rank evaluates its own batches; all of them get the same means
             dist.all_reduce(sums)
             dist.all_reduce(halt_sum)
             dist.all_reduce(halt_hist)
-        sums = (sums / (eval_iters * world_size)).tolist()
+        sums = (sums / (len(batches) * world_size)).tolist()
+        if task == 'control':
+            X, Y = (torch.cat(t) for t in zip(*rows))
+            x0, target = control.split_features(meta, X)
         for s in range(S):
             out[f'{split}_loss_s{s + 1}'] = sums[0][s]
             if raw_model.q_head is not None:
@@ -424,8 +461,13 @@ def evaluate(m):
                 out[f'{split}_exact_s{s + 1}'], out[f'{split}_cell_s{s + 1}'] = sums[2][s], sums[3][s]
                 if meta['augmentation'] in ('sudoku', 'maze'):
                     out[f'{split}_valid_s{s + 1}'] = sums[4][s]
-        if task == 'puzzle' and raw_model.q_head is not None:
-            out[f'{split}_halt_step'] = halt_sum.item() / (eval_iters * world_size)
+            if task == 'control':
+                cm = control.metrics(meta, x0, target, torch.cat(preds[s]), Y)
+                for k in ('control_mse', 'final_err', 'cost_ratio', 'cost_ratio_p95', 'success'):
+                    out[f'{split}_{k}_s{s + 1}'] = cm[k]
+                out[f'{split}_opt_success'] = cm['opt_success']  # what the optimal controls reach: the ceiling
+        if task != 'lm' and raw_model.q_head is not None:
+            out[f'{split}_halt_step'] = halt_sum.item() / (len(batches) * world_size)
             out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
     if task == 'puzzle' and meta['augmentation'] == 'arc':
         out.update(arc_pass_at_k(m))
@@ -497,6 +539,7 @@ def save_checkpoint(path=ckpt_path):
     ckpt = {
         'model': model_sd, 'ema': ema_sd, 'optimizer': optim_sd, 'model_args': model_args, 'config': config,
         'iter_num': iter_num, 'best_val_loss': best_val_loss, 'wandb_run_id': wandb_run_id,
+        'system': meta if task == 'control' else None,  # control: what sample.py needs to roll predictions out
         'rng': {'torch': torch.get_rng_state(), 'data': train_gen.get_state(),
                 'cuda': torch.cuda.get_rng_state_all() if device_type == 'cuda' else []},
     }
@@ -595,6 +638,11 @@ while True:
                     print(f"  test ARC pass@1 per step: {p1}; pass@2 {metrics[f'test_pass@2_s{S}']:.3f}, "
                           f"per task pass@1 {metrics[f'test_task_pass@1_s{S}']:.3f} / pass@2 "
                           f"{metrics[f'test_task_pass@2_s{S}']:.3f} ({arc_eval_votes} votes per pair)")
+            if task == 'control':
+                per_step = lambda k, f: ' '.join(f"{metrics[f'{val}_{k}_s{s + 1}']:{f}}" for s in range(S))
+                print(f"  {val} cost ratio per step: {per_step('cost_ratio', '.4f')}; p95 {per_step('cost_ratio_p95', '.3f')}; "
+                      f"success {per_step('success', '.3f')} (optimum {metrics[f'{val}_opt_success']:.3f})"
+                      + (f", halting step {metrics[f'{val}_halt_step']:.2f}" if f'{val}_halt_step' in metrics else ''))
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)

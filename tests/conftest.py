@@ -110,3 +110,23 @@ def sudoku_run(tmp_path_factory):
     make_sudoku_data(d, n_train=256, n_test=64, blanks=1)
     run_train(d, *SUDOKU_RUN)
     return d
+
+
+# a tiny recursive controller: 1 layer, 32 wide, 2 supervision steps (the second weighted 4x, as config/control.py)
+CONTROL = ['--dataset=control/di', '--out_dir=out', '--batch_size=64', '--n_layer=1', '--n_head=2', '--n_kv_head=2',
+           '--n_embd=32', '--n_loops=1', '--T_recursion=1', '--n_sup=2', '--supervision_weight_base=4.0',
+           '--learning_rate=1e-2', '--weight_decay=0.0', '--max_iters=300', '--lr_decay_iters=300', '--warmup_iters=20',
+           '--eval_interval=150', '--eval_iters=4', '--log_interval=50', '--dtype=float32']
+
+
+@pytest.fixture(scope='session')
+def control_run(tmp_path_factory):
+    """A tiny recursive controller trained for a few seconds on a small double-integrator set (made by
+    data/control/prepare.py): the working directory, with data/control/di and out/ (checkpoint, metrics)."""
+    cwd = tmp_path_factory.mktemp('control')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'data', 'control', 'prepare.py'), '--system=double_integrator',
+                           f'--out_dir={cwd / "data" / "control" / "di"}', '--n_train=2000', '--n_val=256', '--n_test=64'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run_train(cwd, *CONTROL)
+    return cwd

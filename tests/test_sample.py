@@ -55,3 +55,21 @@ def test_bad_puzzle_is_one_clear_error(sudoku_run):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "'x'" in lines[0] and '81 characters' in lines[0], proc.stderr
+
+
+def test_control_rollout_prints_and_plots(control_run):
+    out = control_run / 'out'
+    proc = run_sample(control_run, '--num_samples=2', '--x0=1.5,0', f'--plot={out / "di.png"}')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('double_integrator ') == 2 and proc.stdout.count(': ratio ') == 2
+    assert proc.stdout.count('x0 [  1.500   0.000]') == 2  # the given start, random targets
+    ratios = [float(w) for w in proc.stdout.split('mean cost ratio per supervision step: ')[1].split()[:2]]
+    assert len(ratios) == 2 and all(r >= 1.0 - 1e-6 for r in ratios)
+    png = (out / 'di.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+
+
+def test_control_bad_state_is_one_clear_error(control_run):
+    proc = run_sample(control_run, '--x0=1,2,3')
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and "--x0='1,2,3' must be 2 comma-separated numbers" in lines[0]

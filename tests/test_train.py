@@ -297,3 +297,52 @@ def test_memmap_reads_do_not_grow_rss(tmp_path):
     rss = [r['rss_mb'] for r in read_metrics(tmp_path / 'out') if r['kind'] == 'train']
     assert len(rss) == 8
     assert rss[-1] - rss[1] < 50, rss
+
+
+def test_control_training_learns_the_double_integrator(control_run):
+    # control_run (conftest): 300 iterations of a 1-layer, 32-wide recursive model, n_sup 2, seconds of CPU
+    import numpy as np
+    import control
+    evals = [r for r in read_metrics(control_run / 'out') if r['kind'] == 'eval']
+    assert [r['iter'] for r in evals] == [0, 150, 300]
+    for r in evals:  # every metric of every split at every supervision step
+        for split in ('train', 'val', 'test'):
+            for s in (1, 2):
+                for k in ('loss', 'control_mse', 'final_err', 'cost_ratio', 'cost_ratio_p95', 'success', 'act_acc'):
+                    assert math.isfinite(r[f'{split}_{k}_s{s}']), (split, k, s)
+                assert r[f'{split}_cost_ratio_p95_s{s}'] >= 1.0 - 1e-6 and r[f'{split}_cost_ratio_s{s}'] >= 1.0 - 1e-6
+            assert r[f'{split}_opt_success'] == 1.0 and 1 <= r[f'{split}_halt_step'] <= 2
+    val = control.load(str(control_run / 'data' / 'control' / 'di'), 'val')
+    zero = control.metrics(val['system'], val['x0'], val['target'], np.zeros_like(val['targets']), val['targets'])
+    first, last = evals[0], evals[-1]
+    assert last['val_cost_ratio_s2'] < 0.1 * zero['cost_ratio'] < first['val_cost_ratio_s2']
+    assert last['val_success_s2'] > 0.05 and last['val_final_err_s2'] < 0.5 * first['val_final_err_s2']
+    # the recursion refines: the second supervision step beats the first
+    for k in ('cost_ratio', 'control_mse'):
+        assert last[f'val_{k}_s2'] < last[f'val_{k}_s1'], k
+    ckpt = load(control_run / 'out' / 'ckpt.pt')
+    assert ckpt['system']['name'] == 'double_integrator' and ckpt['model_args']['n_outputs'] == 1
+
+
+def test_control_split_without_examples_is_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'data', 'control', 'prepare.py'), '--system=double_integrator',
+                           f'--out_dir={tmp_path / "data" / "di"}', '--n_train=8', '--n_val=0', '--n_test=2'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_train(tmp_path, '--dataset=di', '--out_dir=out', check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and 'no val examples' in lines[0] and '--n_val=' in lines[0]
+
+
+def test_control_trains_with_the_trm_schedule_and_rollout_loss(control_run):
+    # one optimizer step per supervision step, (y, z) carried, halted rows refilled (no puzzle ids for control);
+    # the loss adds the differentiable rollout cost
+    from conftest import CONTROL
+    run_train(control_run, *CONTROL, '--schedule=trm', '--out_dir=trm', '--max_iters=20', '--eval_interval=20',
+              '--eval_iters=1', '--rollout_loss_weight=0.1')
+    rows = read_metrics(control_run / 'trm')
+    assert [r['iter'] for r in rows if r['kind'] == 'eval'] == [0, 20]
+    assert all(math.isfinite(r['loss']) for r in rows if r['kind'] == 'train')
+    assert rows[-1]['val_cost_ratio_s2'] < rows[0]['val_cost_ratio_s2']
