@@ -1,8 +1,6 @@
 # TinyRecursiveControl's TRM-feature study on a control task: its baseline (SiLU MLP, LayerNorm, pre-norm,
 # expansion 2, learned y/z inits) with one TRM feature switched on at a time, and all of them (SwiGLU,
 # RMSNorm, post-norm, expansion 4, fixed inits), each at TRC's recursion (2 layers x 128, n_loops 4, T 3).
-# NEEDS the control branch (train.py training control data and config/control.py); until it lands,
-# train.py stops with "holds control data".
 #   python data/control/prepare.py --system=double_integrator
 #   python bench.py --ablate=config/ablate/trc_features.py
 config = 'config/control.py'
