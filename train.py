@@ -30,6 +30,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, configure
+import puzzles
 from ema import EMA
 from model import GPT, GPTConfig, from_official_trm
 
@@ -185,7 +186,6 @@ if task == 'lm':
             vocab_size = meta['vocab_size']
     split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in splits}
 else:
-    import puzzles
     try:
         pdata = {split: puzzles.load(data_dir, split) for split in splits}
     except ValueError as e:
@@ -295,11 +295,7 @@ def cross_entropy(logits, Y):
     """Per-target cross-entropy [B, L], 0 where Y is ignored (-100)."""
     if loss == 'softmax':
         return F.cross_entropy(logits.float().transpose(1, 2), Y, reduction='none')
-    # stable-max (TRM): s(x) = x + 1 for x >= 0, 1 / (1 - x) below, in place of exp; float64 as the paper's code
-    x = logits.double()
-    s_x = torch.where(x < 0, 1 / (1 - x), x + 1)
-    logp = torch.log(s_x.gather(-1, Y.clamp(min=0)[..., None])[..., 0] / s_x.sum(-1))
-    return torch.where(Y != -100, -logp, 0).float()
+    return puzzles.stablemax_cross_entropy(logits, Y)
 
 
 def step_losses(logits, q, Y):
