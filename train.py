@@ -94,6 +94,7 @@ arc_n_aug = 512                 # ARC: augmentations per task, each its own puzz
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
+max_seconds = 0.0  # > 0: a wall-clock budget (evals included); when spent, the run evaluates, saves and stops
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
@@ -589,16 +590,26 @@ while True:
     loss_acc += iter_loss
     n_acc += gradient_accumulation_steps
     iter_num += 1
+    if max_seconds:  # rank 0's clock decides, so that every rank stops at the same iter
+        spent = torch.tensor(float(time.time() - t_start >= max_seconds), device=device)
+        if ddp:
+            dist.broadcast(spent, 0)
+        if spent.item():
+            max_iters = iter_num  # the next pass evaluates, checkpoints and stops
 
     if iter_num % log_interval == 0 and master:
         dt = time.time() - t_log
         losses = (loss_acc / n_acc).cpu()
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
+        # puzzles: samples x supervision steps per second (trm: one step per iter), the TRM code's throughput unit
+        sps = tok_s / block_size * (S if schedule == 'batch' else 1) if task == 'puzzle' else None
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
         print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
-              f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
+              f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s"
+              + (f", {sps:.2f} samples*steps/s" if sps is not None else ''))
         names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
+                     **({'samples_steps_per_s': sps} if sps is not None else {}),
                      'nonfinite_steps': nonfinite_total, 'rss_mb': rss_mb(), **dict(zip(names, losses.tolist()))})
         loss_acc, n_acc, t_log = 0, 0, time.time()
     stop = stop_signal is not None

@@ -302,3 +302,11 @@ def test_memmap_reads_do_not_grow_rss(tmp_path):
     rss = [r['rss_mb'] for r in read_metrics(tmp_path / 'out') if r['kind'] == 'train']
     assert len(rss) == 8
     assert rss[-1] - rss[1] < 50, rss
+
+
+def test_max_seconds_stops_with_a_final_eval(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=1000000', '--eval_interval=1000000', '--max_seconds=2')
+    rows = read_metrics(run_dir / 'out')
+    evals = [r for r in rows if r['kind'] == 'eval']
+    assert evals[0]['iter'] == 0 and 0 < evals[-1]['iter'] < 1000000 and len(evals) == 2
+    assert evals[-1]['time'] >= 2 and os.path.exists(run_dir / 'out' / 'ckpt.pt')
