@@ -94,7 +94,7 @@ arc_n_aug = 512                 # ARC: augmentations per task, each its own puzz
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
-max_seconds = 0.0  # > 0: a wall-clock budget (evals included); when spent, the run evaluates, saves and stops
+max_seconds = 0.0  # > 0: a wall-clock budget (evals included): the lr cosine spans it; when spent, the run evaluates, saves, stops
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
@@ -490,12 +490,15 @@ def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
 
 
-def get_lr(it):
+def get_lr(it, elapsed=0.0):
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
+    if max_seconds:  # a time budget: the cosine spans it (how many iters fit is not known in advance)
+        ratio = min(elapsed / max_seconds, 1.0)
+    elif it > lr_decay_iters:
         return min_lr
-    ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    else:
+        ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
@@ -525,7 +528,15 @@ nonfinite_run, nonfinite_total = 0, 0
 loss_acc, n_acc = 0, 0  # summed on the device: no sync per step
 t_start = t_log = time.time()
 while True:
-    lr = get_lr(iter_num) if decay_lr else learning_rate
+    elapsed = 0.0
+    if max_seconds:  # rank 0's clock: every rank takes the same lr and stops at the same iter
+        elapsed = torch.tensor(time.time() - t_start, dtype=torch.float64, device=device)
+        if ddp:
+            dist.broadcast(elapsed, 0)
+        elapsed = elapsed.item()
+        if elapsed >= max_seconds:
+            max_iters = min(max_iters, iter_num)  # spent: evaluate, checkpoint and stop now
+    lr = get_lr(iter_num, elapsed) if decay_lr else learning_rate
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_scale', 1.0)
 
@@ -590,12 +601,6 @@ while True:
     loss_acc += iter_loss
     n_acc += gradient_accumulation_steps
     iter_num += 1
-    if max_seconds:  # rank 0's clock decides, so that every rank stops at the same iter
-        spent = torch.tensor(float(time.time() - t_start >= max_seconds), device=device)
-        if ddp:
-            dist.broadcast(spent, 0)
-        if spent.item():
-            max_iters = iter_num  # the next pass evaluates, checkpoints and stops
 
     if iter_num % log_interval == 0 and master:
         dt = time.time() - t_log

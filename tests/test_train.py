@@ -305,8 +305,11 @@ def test_memmap_reads_do_not_grow_rss(tmp_path):
 
 
 def test_max_seconds_stops_with_a_final_eval(run_dir):
-    run_train(run_dir, '--out_dir=out', '--max_iters=1000000', '--eval_interval=1000000', '--max_seconds=2')
+    run_train(run_dir, '--out_dir=out', '--max_iters=1000000', '--eval_interval=1000000', '--max_seconds=2',
+              '--warmup_iters=0')
     rows = read_metrics(run_dir / 'out')
     evals = [r for r in rows if r['kind'] == 'eval']
     assert evals[0]['iter'] == 0 and 0 < evals[-1]['iter'] < 1000000 and len(evals) == 2
     assert evals[-1]['time'] >= 2 and os.path.exists(run_dir / 'out' / 'ckpt.pt')
+    lrs = [r['lr'] for r in rows if r['kind'] == 'train']  # the cosine spans the budget (3e-3 down to 3e-4)
+    assert lrs == sorted(lrs, reverse=True) and 3e-4 <= lrs[-1] < 3e-3
