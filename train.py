@@ -166,6 +166,8 @@ if task == 'puzzle':
                      f"(control.py has the rollouts and metrics a control trainer needs)")
 splits = ('train', 'test') if task == 'puzzle' else ('train', 'val')  # the second one picks the best checkpoint
 schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
+if schedule == 'trm' and not recursion:  # a plain model has one step and no (y, z) to carry: the schedules coincide
+    schedule = 'batch'
 if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
     sys.exit(f"error: schedule={schedule!r} / loss={loss!r}; use schedule 'batch' or 'trm', loss 'softmax' or 'stablemax'")
 if schedule == 'trm' and task == 'lm':

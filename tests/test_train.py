@@ -287,6 +287,19 @@ def test_puzzle_training_reports_every_supervision_step(run_dir, args):
     assert len(trains) == 6 and all(math.isfinite(r.get('loss', r.get('loss_s3', float('nan')))) for r in trains)
 
 
+def test_puzzle_recursion_off_trains_under_the_trm_schedule_setting(run_dir):
+    # the plain baseline of a puzzle preset (schedule='trm'): one step, nothing to carry, so it trains per batch
+    import subprocess
+    import sys
+    make_sudoku_data(run_dir)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *PUZZLE, '--out_dir=p', '--schedule=trm',
+                           '--mixer=mlp_t', '--recursion=False'], cwd=run_dir, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, WANDB_MODE='disabled'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
+    assert [r['iter'] for r in evals] == [0, 6] and 'test_exact_s1' in evals[1] and 'test_exact_s2' not in evals[1]
+
+
 def test_memmap_reads_do_not_grow_rss(tmp_path):
     # a sparse 4 GiB train.bin (2^31 tokens, no disk used): a memmap kept open across batches would keep
     # every page it touched resident (+840 MiB after 300 batches of 64 here); train.py re-opens it per batch
