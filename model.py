@@ -321,7 +321,10 @@ class GPT(nn.Module):
         if cfg.puzzle_emb_ndim:
             p = F.pad(self.puzzle_emb(puzzle_ids), (0, cfg.prefix_len * cfg.n_embd - cfg.puzzle_emb_ndim))
             x = torch.cat([p.view(x.size(0), cfg.prefix_len, cfg.n_embd).to(x.dtype), x], dim=1)
-        if cfg.trm_faithful:
+        if cfg.trm_faithful:  # the official code's forward dtype: under autocast, x and the y/z states are
+            dev = x.device.type  # bf16 as there (half the bytes through every norm and residual)
+            if torch.is_autocast_enabled(dev):
+                x = x.to(torch.get_autocast_dtype(dev))
             x = math.sqrt(cfg.n_embd) * x
         return self.drop(x)
 
@@ -351,6 +354,8 @@ class GPT(nn.Module):
             return self.lm_head(self.net(x, None, cache, pos)[:, P:]), None, None, None
         if y is None:
             y, z = self.initial_state(x)
+        if cfg.trm_faithful:
+            y, z = y.to(x.dtype), z.to(x.dtype)
         with torch.no_grad():
             for _ in range(cfg.T_recursion - 1):
                 y, z = self.cycle(x, y, z, cache, pos)

@@ -497,6 +497,18 @@ def refill_carry(carry, fresh, yz_init, seq_len):
     return out
 
 
+def stablemax_cross_entropy(logits, Y):
+    """TRM's stable-max cross-entropy [B, L] (0 where Y is ignored, -100): s(x) = x + 1 for x >= 0 and
+    1 / (1 - x) below replace exp in the softmax; computed in float64, as the paper's code."""
+    import torch
+    x = logits.double()
+    # the unused branch is clamped: at x == 1 (common with bf16 logits) 1 / (1 - x) is inf, and its
+    # gradient times where()'s 0 is NaN. Same values and gradients as the official code's 1 - x + 1e-30
+    s_x = torch.where(x < 0, 1 / (1 - x.clamp(max=0)), x + 1)
+    logp = torch.log(s_x.gather(-1, Y.clamp(min=0)[..., None])[..., 0] / s_x.sum(-1))
+    return torch.where(Y != -100, -logp, 0).float()
+
+
 def halted_after_step(steps, q, n_sup, explore_prob):
     """Which rows stop after this step: n_sup steps done, or the q-head says "right" (q > 0) and the row
     has reached its minimum; a row explores (with explore_prob) by drawing a minimum of 2..n_sup steps."""

@@ -101,6 +101,7 @@ act_cost_tol = 0.02             # q learns "the rollout ends within the system's
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3
 max_iters = 5000
+max_seconds = 0.0  # > 0: a wall-clock budget (evals included): the lr cosine spans it; when spent, the run evaluates, saves, stops
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
@@ -172,6 +173,8 @@ if os.path.exists(os.path.join(data_dir, 'meta.json')):
 # the second split picks the best checkpoint; control also reports its test split at every eval
 splits = {'lm': ('train', 'val'), 'puzzle': ('train', 'test'), 'control': ('train', 'val', 'test')}[task]
 schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
+if schedule == 'trm' and not recursion:  # a plain model has one step and no (y, z) to carry: the schedules coincide
+    schedule = 'batch'
 if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
     sys.exit(f"error: schedule={schedule!r} / loss={loss!r}; use schedule 'batch' or 'trm', loss 'softmax' or 'stablemax'")
 if schedule == 'trm' and task == 'lm':
@@ -321,11 +324,7 @@ def cross_entropy(logits, Y):
     """Per-target cross-entropy [B, L], 0 where Y is ignored (-100)."""
     if loss == 'softmax':
         return F.cross_entropy(logits.float().transpose(1, 2), Y, reduction='none')
-    # stable-max (TRM): s(x) = x + 1 for x >= 0, 1 / (1 - x) below, in place of exp; float64 as the paper's code
-    x = logits.double()
-    s_x = torch.where(x < 0, 1 / (1 - x), x + 1)
-    logp = torch.log(s_x.gather(-1, Y.clamp(min=0)[..., None])[..., 0] / s_x.sum(-1))
-    return torch.where(Y != -100, -logp, 0).float()
+    return puzzles.stablemax_cross_entropy(logits, Y)
 
 
 def step_losses(logits, q, X, Y):
@@ -580,12 +579,15 @@ def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
 
 
-def get_lr(it):
+def get_lr(it, elapsed=0.0):
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
+    if max_seconds:  # a time budget: the cosine spans it (how many iters fit is not known in advance)
+        ratio = min(elapsed / max_seconds, 1.0)
+    elif it > lr_decay_iters:
         return min_lr
-    ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    else:
+        ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
@@ -615,7 +617,15 @@ nonfinite_run, nonfinite_total = 0, 0
 loss_acc, n_acc = 0, 0  # summed on the device: no sync per step
 t_start = t_log = time.time()
 while True:
-    lr = get_lr(iter_num) if decay_lr else learning_rate
+    elapsed = 0.0
+    if max_seconds:  # rank 0's clock: every rank takes the same lr and stops at the same iter
+        elapsed = torch.tensor(time.time() - t_start, dtype=torch.float64, device=device)
+        if ddp:
+            dist.broadcast(elapsed, 0)
+        elapsed = elapsed.item()
+        if elapsed >= max_seconds:
+            max_iters = min(max_iters, iter_num)  # spent: evaluate, checkpoint and stop now
+    lr = get_lr(iter_num, elapsed) if decay_lr else learning_rate
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_scale', 1.0)
 
@@ -695,11 +705,15 @@ while True:
         dt = time.time() - t_log
         losses = (loss_acc / n_acc).cpu()
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
+        # puzzles: samples x supervision steps per second (trm: one step per iter), the TRM code's throughput unit
+        sps = tok_s / block_size * (S if schedule == 'batch' else 1) if task == 'puzzle' else None
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
         print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
-              f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s")
+              f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s"
+              + (f", {sps:.2f} samples*steps/s" if sps is not None else ''))
         names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
+                     **({'samples_steps_per_s': sps} if sps is not None else {}),
                      'nonfinite_steps': nonfinite_total, 'rss_mb': rss_mb(), **dict(zip(names, losses.tolist()))})
         loss_acc, n_acc, t_log = 0, 0, time.time()
     stop = stop_signal is not None

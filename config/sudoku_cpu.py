@@ -1,9 +1,11 @@
-# Recursion on a 2-core CPU: easy Sudoku (naked/hidden singles suffice), a small mlp_t TRM.
-#   python data/sudoku/prepare.py --difficulty=easy --n_train=10000 --n_test=500 --out_dir=data/sudoku_easy
+# Recursion on a 2-core CPU in 20 minutes: easy Sudoku (naked/hidden singles suffice, >= 36 of 81 clues),
+# a 0.38M-parameter mlp_t TRM, 8 supervision steps of 2 x (3 + 1) net calls.
+#   python data/sudoku/prepare.py --difficulty=easy --min_clues=36 --n_train=10000 --n_test=1000 --out_dir=data/sudoku_easy36
 #   python train.py config/sudoku_cpu.py
-#   python train.py config/sudoku_cpu.py --recursion=False --out_dir=out-sudoku-cpu-plain   # the baseline
-# Not yet measured against the target (>= 80% exact in 20 minutes): see README.
-dataset = 'sudoku_easy'
+#   python train.py config/sudoku_cpu.py --recursion=False --out_dir=out-sudoku-cpu-plain   # baseline, same 20 minutes
+# Changed from the first version (stable-max, lr 1e-3, 22-28 clues: 4% exact after 13 min) after short runs
+# (README): softmax at lr 3e-3, >= 36 clues; the lr cosine spans the 20-minute budget (max_seconds).
+dataset = 'sudoku_easy36'
 out_dir = 'out-sudoku-cpu'
 wandb_run_name = 'sudoku-cpu'
 mixer = 'mlp_t'
@@ -14,16 +16,16 @@ n_kv_head = 4
 n_loops = 3
 T_recursion = 2
 n_sup = 8
-loss = 'stablemax'
+loss = 'softmax'
 schedule = 'trm'
 batch_size = 64
-learning_rate = 1e-3
+learning_rate = 3e-3
 weight_decay = 0.1
 warmup_iters = 100
-max_iters = 6000
-lr_decay_iters = 6000
-min_lr = 1e-4
-eval_interval = 1000
-eval_iters = 4
-log_interval = 100
-compile = False
+min_lr = 3e-4
+max_iters = 1000000     # the time budget decides
+max_seconds = 1200      # 20 minutes, evals and compilation included
+eval_interval = 100000  # evaluate at the start and the end only: under load an eval costs minutes of the budget
+eval_iters = 8          # 512 test puzzles per eval
+log_interval = 50
+compile = True

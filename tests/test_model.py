@@ -743,3 +743,20 @@ def test_official_trm_names_map_and_mismatches_are_named():
     bad['_orig_mod.model.inner.lm_head.weight'] = torch.zeros(3, 16)
     with pytest.raises(ValueError, match=r'unmapped extra.weight.*lm_head.weight: official \(3, 16\)'):
         from_official_trm(bad, m)
+
+
+def test_faithful_states_take_the_autocast_dtype():
+    # as the official code's forward dtype: under bf16 autocast the input and the y/z states are bf16
+    # (fp32 only inside the norms), so the recursion moves half the bytes; fp32 runs are untouched
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=9, vocab_size=11, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, causal=False,
+                      mixer='mlp_t', trm_faithful=True, puzzle_emb_ndim=16, n_loops=2, T_recursion=2, n_sup=2))
+    idx, pid = torch.randint(0, 11, (3, 9)), torch.zeros(3, dtype=torch.long)
+    ref, _, y32, _ = m(idx, puzzle_ids=pid)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        logits, q, y, z = m(idx, puzzle_ids=pid)
+        assert y.dtype == z.dtype == torch.bfloat16 and y32.dtype == torch.float32
+        logits2, _, y2, _ = m(idx, y.float(), z.float(), puzzle_ids=pid)  # fp32 carries are cast on entry
+    assert y2.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), ref, atol=0.15, rtol=0.05)

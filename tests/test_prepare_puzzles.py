@@ -132,6 +132,13 @@ def test_generator_unique_and_difficulty_separates():
                 assert len(S.solve(g, limit=2)[0]) == 2
 
 
+def test_min_clues_keeps_clues():
+    for seed in range(3):
+        puzzle, solution, guesses, _, _ = S.make_puzzle((seed, 'easy', 40))
+        assert sum(v > 0 for v in puzzle) >= 40 and guesses == 0 and brute_count(puzzle) == 1
+        assert sum(v > 0 for v in S.make_puzzle((seed, 'easy'))[0]) < 36  # without it: dug much further
+
+
 def run(script, *args):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'data', script, 'prepare.py'), *args],
                           capture_output=True, text=True, timeout=300)

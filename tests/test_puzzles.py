@@ -275,3 +275,16 @@ def test_arc_task_file_parses_and_compares_with_the_expected_output():
     for bad in ('{"test": []}', 'not json', '{"test": [{"input": [[1, 10]]}]}'):
         with pytest.raises(ValueError, match='not an ARC task'):
             P.parse_puzzle('arc', bad)
+
+
+def test_stablemax_cross_entropy_values_and_finite_gradient_at_one():
+    import torch
+    # logits exactly 1.0 (bf16 logits hit it often): the unused 1 / (1 - x) branch must not make the gradient NaN
+    logits = torch.tensor([[[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]], requires_grad=True)
+    Y = torch.tensor([[1, -100]])
+    ce = P.stablemax_cross_entropy(logits, Y)
+    s = lambda x: x + 1 if x >= 0 else 1 / (1 - x)
+    assert ce[0, 0].item() == pytest.approx(-np.log(s(-2.0) / (s(1.0) + s(-2.0) + s(0.5))), rel=1e-6)
+    assert ce[0, 1].item() == 0  # ignored
+    ce.sum().backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[0, 1].abs().sum() == 0

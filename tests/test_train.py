@@ -282,6 +282,19 @@ def test_tiny_model_learns_a_tiny_sudoku_set(sudoku_run):
     assert last['test_valid_s2'] >= last['test_exact_s2']  # an exact answer obeys the rules
 
 
+def test_puzzle_recursion_off_trains_under_the_trm_schedule_setting(run_dir):
+    # the plain baseline of a puzzle preset (schedule='trm'): one step, nothing to carry, so it trains per batch
+    import subprocess
+    import sys
+    make_sudoku_data(run_dir)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *PUZZLE, '--out_dir=p', '--schedule=trm',
+                           '--mixer=mlp_t', '--recursion=False'], cwd=run_dir, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, WANDB_MODE='disabled'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
+    assert [r['iter'] for r in evals] == [0, 6] and 'test_exact_s1' in evals[1] and 'test_exact_s2' not in evals[1]
+
+
 def test_memmap_reads_do_not_grow_rss(tmp_path):
     # a sparse 4 GiB train.bin (2^31 tokens, no disk used): a memmap kept open across batches would keep
     # every page it touched resident (+840 MiB after 300 batches of 64 here); train.py re-opens it per batch
@@ -346,3 +359,14 @@ def test_control_trains_with_the_trm_schedule_and_rollout_loss(control_run):
     assert [r['iter'] for r in rows if r['kind'] == 'eval'] == [0, 20]
     assert all(math.isfinite(r['loss']) for r in rows if r['kind'] == 'train')
     assert rows[-1]['val_cost_ratio_s2'] < rows[0]['val_cost_ratio_s2']
+
+
+def test_max_seconds_stops_with_a_final_eval(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=1000000', '--eval_interval=1000000', '--max_seconds=2',
+              '--warmup_iters=0')
+    rows = read_metrics(run_dir / 'out')
+    evals = [r for r in rows if r['kind'] == 'eval']
+    assert evals[0]['iter'] == 0 and 0 < evals[-1]['iter'] < 1000000 and len(evals) == 2
+    assert evals[-1]['time'] >= 2 and os.path.exists(run_dir / 'out' / 'ckpt.pt')
+    lrs = [r['lr'] for r in rows if r['kind'] == 'train']  # the cosine spans the budget (3e-3 down to 3e-4)
+    assert lrs == sorted(lrs, reverse=True) and 3e-4 <= lrs[-1] < 3e-3

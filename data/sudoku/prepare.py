@@ -178,15 +178,17 @@ def _unique_without(grid, i, v):
     return not sols
 
 
-def dig(solution, rng, singles_only):
+def dig(solution, rng, singles_only, min_clues=0):
     """Remove clues in random order while the solution stays unique (and, if singles_only, while
-    the puzzle needs no guess). Returns the puzzle (81 ints, 0 = blank).
+    the puzzle needs no guess), trying only 81 - min_clues cells (so at least min_clues clues stay).
+    Returns the puzzle (81 ints, 0 = blank).
     Same result as trying the cells one by one, but a run of cells is tried at once while that
     works (a puzzle with more clues than an accepted one is accepted too): the first ~40 removals
     cost a handful of solver calls instead of ~40."""
     grid = list(solution)
     order = list(range(81))
     rng.shuffle(order)
+    order = order[:81 - min_clues]
     k, run = 0, 32
     while k < len(order):
         cells = order[k:k + run]
@@ -212,14 +214,14 @@ def dig(solution, rng, singles_only):
 
 def make_puzzle(args):
     """One puzzle of the given difficulty: (puzzle, solution, guesses, backtracks, attempts)."""
-    seed, difficulty = args
+    seed, difficulty, min_clues = args if len(args) == 3 else (*args, 0)
     minimal, lo, hi = DIFFICULTIES[difficulty]
     rng = random.Random(seed)
     attempts = 0
     while True:  # rejection sampling on the rating
         attempts += 1
         solution = random_solution(rng)
-        puzzle = dig(solution, rng, singles_only=not minimal)
+        puzzle = dig(solution, rng, singles_only=not minimal, min_clues=min_clues)
         n, g, b = rate(puzzle)
         if n != 1:
             raise RuntimeError("bug: digging lost uniqueness")
@@ -231,8 +233,8 @@ def to_tokens(grid):
     return np.asarray(grid, dtype=np.uint8) + 1  # blank 0 -> 1, digit d -> d + 1
 
 
-def generate(n, difficulty, seed, num_proc, desc):
-    jobs = [(seed * 1_000_003 + k, difficulty) for k in range(n)]
+def generate(n, difficulty, seed, num_proc, desc, min_clues=0):
+    jobs = [(seed * 1_000_003 + k, difficulty, min_clues) for k in range(n)]
     with Pool(num_proc) as pool:
         return list(tqdm(pool.imap(make_puzzle, jobs, chunksize=4), total=n, desc=desc))
 
@@ -243,11 +245,15 @@ def main(argv=None):
     ap.add_argument('--n_train', type=int, default=1000)
     ap.add_argument('--n_test', type=int, default=2000)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--min_clues', type=int, default=0,
+                    help='keep at least this many clues (easier puzzles: fewer blanks; 0 = dig as far as the difficulty allows)')
     ap.add_argument('--num_proc', type=int, default=os.cpu_count() or 1)
     ap.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     a = ap.parse_args(argv)
     if a.difficulty not in DIFFICULTIES:
         sys.exit(f"error: --difficulty={a.difficulty} is not one of {', '.join(DIFFICULTIES)}")
+    if not 0 <= a.min_clues <= 81:
+        sys.exit(f"error: --min_clues={a.min_clues} must be between 0 and 81")
     if a.n_train < 1 or a.n_test < 1 or a.num_proc < 1:
         sys.exit("error: --n_train, --n_test and --num_proc must be positive integers")
     os.makedirs(a.out_dir, exist_ok=True)
@@ -258,7 +264,7 @@ def main(argv=None):
     splits = [('train', a.n_train, 2 * a.seed), ('test', a.n_test, 2 * a.seed + 1)]
     seen = set()
     for split, n, seed in splits:
-        rows = generate(n, a.difficulty, seed, a.num_proc, f"{split} ({a.difficulty})")
+        rows = generate(n, a.difficulty, seed, a.num_proc, f"{split} ({a.difficulty})", a.min_clues)
         rows = [r for r in rows if tuple(r[0]) not in seen]  # a duplicate is astronomically rare
         seen.update(tuple(r[0]) for r in rows)
         inputs = np.stack([to_tokens(r[0]) for r in rows])
@@ -283,6 +289,7 @@ def main(argv=None):
             'ignore_label': -100, 'augmentation': 'sudoku',
             'tokens': 'PAD 0, blank 1, digit d -> d + 1',
             'difficulty': {'name': a.difficulty, 'minimal': minimal, 'min_guesses': lo, 'max_guesses': hi,
+                           'min_clues': a.min_clues,
                            'rating': 'guesses of a full count-to-2 MRV search after naked+hidden singles'},
             'seed': a.seed, 'counts': counts, 'ratings': ratings,
             'prepare_seconds': round(time.time() - t0, 1)}
