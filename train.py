@@ -726,5 +726,7 @@ while True:
             print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
         break
 
-if ddp:
+if ddp:  # free DDP's reducer (it holds gloo work) while the interpreter is alive: at exit it can abort the process
+    del model
+    dist.barrier()
     dist.destroy_process_group()
