@@ -98,8 +98,10 @@ def model_args(c):
     if os.path.exists(os.path.join(data_dir, 'meta.json')):
         with open(os.path.join(data_dir, 'meta.json')) as f:
             meta = json.load(f)
-        if 'augmentation' not in meta:
-            sys.exit(f"error: {data_dir} holds control data, which train.py does not train yet")
+        if 'horizon' in meta:  # control: features in, controls out, one position per horizon step
+            args.update(vocab_size=0, block_size=meta['horizon'], causal=False, n_features=meta['n_features'],
+                        n_outputs=meta['n_control'])
+            return args
         n_aug = c['arc_n_aug'] if meta['augmentation'] == 'arc' else 1
         args.update(vocab_size=meta['vocab_size'], block_size=meta['seq_len'], causal=False,
                     num_puzzle_ids=meta.get('num_puzzle_ids', 1) * n_aug)
@@ -217,7 +219,7 @@ class Bench:
         self.gen = torch.Generator().manual_seed(c['seed'])
         self.data_path = os.path.join('data', c['dataset'], 'train.bin')
         if data == 'real' and not self.args['causal']:
-            print(f"{name}: puzzle data -> random tokens of its vocabulary (the compute does not depend on them)")
+            print(f"{name}: puzzle or control data -> random inputs (the compute does not depend on them)")
         elif data == 'real' and not os.path.exists(self.data_path):
             sys.exit(f"error: {self.data_path} not found; run `python data/{c['dataset']}/prepare.py` "
                      f"or benchmark on random tokens with --data=random")
@@ -225,6 +227,9 @@ class Bench:
 
     def batch(self):
         V, P = self.args['vocab_size'], None
+        if self.args.get('n_features'):  # control: features in, controls out
+            X = torch.randn(self.B, self.L, self.args['n_features'], generator=self.gen)
+            return X.to(device), torch.randn(self.B, self.L, self.args['n_outputs'], generator=self.gen).to(device), P
         if data == 'real' and self.args['causal']:  # as train.py: random windows of the memmap
             d = np.memmap(self.data_path, dtype=np.uint16, mode='r')
             ix = torch.randint(len(d) - self.L - 1, (self.B,), generator=self.gen).numpy()
@@ -251,11 +256,14 @@ class Bench:
             for s in range(self.model.n_sup):
                 with self.ctx:
                     logits, q, y, z = model(X, y, z, puzzle_ids=P)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), Y.flatten())
-                    if q is not None:  # ACT: is the answer already right (per token, or per puzzle)?
-                        right = logits.argmax(-1) == Y
-                        target = right.all(1) if q.dim() == 1 else right
-                        loss = loss + F.binary_cross_entropy_with_logits(q.float(), target.float())
+                    if Y.is_floating_point():  # control: MSE to the controls (its ACT target is a rollout, no matmuls)
+                        loss = F.mse_loss(logits.float(), Y)
+                    else:
+                        loss = F.cross_entropy(logits.float().flatten(0, 1), Y.flatten())
+                        if q is not None:  # ACT: is the answer already right (per token, or per puzzle)?
+                            right = logits.argmax(-1) == Y
+                            target = right.all(1) if q.dim() == 1 else right
+                            loss = loss + F.binary_cross_entropy_with_logits(q.float(), target.float())
                 (loss / (accum * self.model.n_sup)).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -398,7 +406,8 @@ def run_ablation(path):
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
             sys.exit(f"error: {run_dir}/metrics.jsonl has no eval; see {run_dir}/train.log")
-        puzzle = not model_args(c)['causal']
+        args = model_args(c)
+        puzzle = not args['causal'] and not args.get('n_outputs')  # control trains per batch and picks on val
         schedule = c['schedule'] or ('trm' if puzzle else 'batch')
         # FLOPs per iteration: every token runs n_sup steps (batch schedule) or one (trm schedule)
         per_iter = (model.flops_per_token() * c['gradient_accumulation_steps'] * c['batch_size'] * model.config.block_size

@@ -87,3 +87,13 @@ def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_
     for name in ('loss', 'speed', 'halting'):
         image = matplotlib.image.imread(run_dir / 'plots' / f'{name}.png')
         assert image.shape[0] >= 300 and image.std() > 0.01, name  # not blank
+
+
+def test_throughput_table_times_a_control_model(control_run):
+    # bench.py derives a control model as train.py does (features in, controls out, horizon positions)
+    from conftest import CONTROL
+    args = [a for a in CONTROL if a.split('=')[0] in ('--dataset', '--n_layer', '--n_head', '--n_kv_head', '--n_embd',
+                                                      '--n_sup', '--batch_size', '--dtype')]
+    out = bench(control_run, *args, '--compile=False', '--warmup=1', '--steps=1', '--rounds=1', '--peak_n=512')
+    row = re.search(r'^\| config eager \| [\d.]+M \| ([\d.,]+) \| ([\d,]+) \|', out, re.M)
+    assert row and float(row.group(1)) > 0 and int(row.group(2).replace(',', '')) > 0, out
