@@ -10,6 +10,7 @@ Every default below is a config key (see configurator.py). Each batch runs n_sup
 supervision steps; each step gets its own loss and its own backward, so memory
 holds one step's graph (the `batch` schedule of DESIGN.md).
 """
+import gc
 import json
 import math
 import os
@@ -726,7 +727,8 @@ while True:
             print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
         break
 
-if ddp:  # free DDP's reducer (it holds gloo work) while the interpreter is alive: at exit it can abort the process
-    del model
+if ddp:  # free DDP's reducer and FSDP's sharded state (they hold gloo work) while the interpreter is alive: at exit
+    del model, raw_model, optimizer, ema  # their teardown can abort the process
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
