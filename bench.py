@@ -447,15 +447,19 @@ def write_ablation(runs, root, path):
     """results.md (one row per setting: final loss at every supervision step) and results.csv (every final metric)."""
     S = max(r['n_sup'] for r in runs)
     split = runs[0]['split']
-    lines = [f"grid {path}: final {split} loss per supervision step" + (" (exact accuracy per step)" if split == 'test' else ''),
+    control = any(f'{split}_cost_ratio_s1' in r['final'] for r in runs)
+    lines = [f"grid {path}: final {split} loss per supervision step" + (" (exact accuracy)" if split == 'test' else
+                                                                         " (cost ratio, success)" if control else ''),
              '', '| setting | overrides | params | MFLOPs/token | tokens/s | iters | wall | '
              + ' | '.join(f's{s + 1}' for s in range(S)) + ' |', '|' + '---|' * (7 + S)]
     for r in runs:
         cells = []
         for s in range(S):
             loss = r['final'].get(f'{split}_loss_s{s + 1}')
-            exact = r['final'].get(f'{split}_exact_s{s + 1}')
-            cells.append('' if loss is None else f'{loss:.4f}' + (f' ({exact:.3f})' if exact is not None else ''))
+            exact, ratio, success = (r['final'].get(f'{split}_{k}_s{s + 1}') for k in ('exact', 'cost_ratio', 'success'))
+            extra = (f' ({exact:.3f})' if exact is not None else
+                     f' ({ratio:.3f}, {success:.1%})' if ratio is not None else '')
+            cells.append('' if loss is None else f'{loss:.4f}' + extra)
         over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or '-'
         lines.append(f"| {r['name']} | {over} | {r['params'] / 1e6:.2f}M | {r['flops_per_token'] / 1e6:.1f} | "
                      f"{r['tok_per_s']:,.0f} | {r['iters']} | {r['wall']:.0f} s | " + ' | '.join(cells) + ' |')

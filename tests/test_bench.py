@@ -89,6 +89,19 @@ def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_
         assert image.shape[0] >= 300 and image.std() > 0.01, name  # not blank
 
 
+def test_ablate_grid_on_control_reports_cost_ratio_and_success(control_run):
+    # a control grid's table reads like a puzzle grid's, with what a controller is judged by next to the loss
+    from conftest import CONTROL
+    common = dict(a[2:].split('=', 1) for a in CONTROL if not a.startswith(('--max_iters', '--lr_decay', '--eval_', '--out_dir')))
+    (control_run / 'cgrid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\n"
+                                          "settings = {'silu': {'mlp': 'silu'}, 'swiglu': {'mlp': 'swiglu'}}\n")
+    bench(control_run, '--ablate=cgrid.py', '--eval_iters=1', '--compile=False', '--ablate_dir=out-cgrid')
+    table = (control_run / 'out-cgrid' / 'results.md').read_text()
+    assert 'final val loss per supervision step (cost ratio, success)' in table
+    for name in ('silu', 'swiglu'):  # loss (cost ratio, success) at both supervision steps
+        assert re.search(rf'^\| {name} \| mlp={name} \|.*( \| [\d.]+ \([\d.]+, [\d.]+%\)){{2}} \|$', table, re.M), table
+
+
 def test_throughput_table_times_a_control_model(control_run):
     # bench.py derives a control model as train.py does (features in, controls out, horizon positions)
     from conftest import CONTROL
