@@ -27,7 +27,6 @@ import builtins
 import csv
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from configurator import ConfigError, config_keys, configure, script_defaults
-from model import GPT, GPTConfig, KVCache, load_model
+from model import GPT, GPTConfig, KVCache, data_model_args, load_model
 
 # -----------------------------------------------------------------------------
 # bench.py's own keys. Every key of train.py is a key here too, with train.py's default (the model,
@@ -88,36 +87,11 @@ PTDTYPE = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torc
 
 # ----------------------------------------------------------------------------- models as train.py builds them
 
-def model_args(c):
-    """GPTConfig arguments for a config dict c, as train.py derives them: the vocabulary from
-    data/<dataset>/meta.pkl (GPT-2's 50304 without one or for BPE data), and for puzzle datasets
-    (meta.json) the vocabulary, sequence length and puzzle ids fixed by the data."""
-    data_dir = os.path.join('data', c['dataset'])
-    args = {k: c[k] for k in GPTConfig.keys() if k in c}
-    args.update(vocab_size=50304, causal=True)
-    if os.path.exists(os.path.join(data_dir, 'meta.json')):
-        with open(os.path.join(data_dir, 'meta.json')) as f:
-            meta = json.load(f)
-        if 'horizon' in meta:  # control: features in, controls out, one position per horizon step
-            args.update(vocab_size=0, block_size=meta['horizon'], causal=False, n_features=meta['n_features'],
-                        n_outputs=meta['n_control'])
-            return args
-        n_aug = c['arc_n_aug'] if meta['augmentation'] == 'arc' else 1
-        args.update(vocab_size=meta['vocab_size'], block_size=meta['seq_len'], causal=False,
-                    num_puzzle_ids=meta.get('num_puzzle_ids', 1) * n_aug)
-    elif os.path.exists(os.path.join(data_dir, 'meta.pkl')):
-        with open(os.path.join(data_dir, 'meta.pkl'), 'rb') as f:
-            meta = pickle.load(f)
-        if meta.get('tokenizer') != 'gpt2':
-            args['vocab_size'] = meta['vocab_size']
-    return args
-
-
 def build(c, meta=False):
     """The model of config dict c (on the meta device: no memory, no compute), or exit with one line."""
     try:
         with torch.device('meta') if meta else nullcontext():
-            return GPT(GPTConfig(**model_args(c)))
+            return GPT(GPTConfig(**data_model_args(c)[1]))
     except ValueError as e:
         sys.exit(f"error: {e}")
 
@@ -209,7 +183,7 @@ class Bench:
         self.name, self.c = name, c
         torch.manual_seed(c['seed'])
         self.model = build(c).to(device)
-        self.args = model_args(c)
+        self.args = data_model_args(c)[1]
         self.optimizer = self.model.configure_optimizers(c['weight_decay'], c['learning_rate'],
                                                          (c['beta1'], c['beta2']), device_type)
         self.ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, PTDTYPE[dtype])
@@ -406,7 +380,7 @@ def run_ablation(path):
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
             sys.exit(f"error: {run_dir}/metrics.jsonl has no eval; see {run_dir}/train.log")
-        args = model_args(c)
+        args = data_model_args(c)[1]
         puzzle = not args['causal'] and not args.get('n_outputs')  # control trains per batch and picks on val
         schedule = c['schedule'] or ('trm' if puzzle else 'batch')
         # FLOPs per iteration: every token runs n_sup steps (batch schedule) or one (trm schedule)

@@ -16,8 +16,10 @@ logits = head(final_norm(blocks(x))).
 """
 import functools
 import inspect
+import json
 import math
 import os
+import pickle
 from dataclasses import dataclass, fields
 
 import torch
@@ -599,6 +601,31 @@ def _compiled_step(model, use_cache):
         fn = _cached_step if use_cache else _window_step
         _compiled[use_cache] = torch.compile(fn, dynamic=not use_cache, options={'cpp_wrapper': True})
     return functools.partial(_compiled[use_cache], model)
+
+
+def data_model_args(config):
+    """(task, GPTConfig arguments) of a train.py config dict: its model keys plus what the data in
+    data/<dataset> fixes. task 'control' (meta.json with a horizon): feature/output widths, one position
+    per horizon step; 'puzzle' (other meta.json): vocabulary, sequence length, puzzle ids (ARC: one per
+    augmentation); 'lm': a char-level meta.pkl's vocabulary, else GPT-2's 50257 padded to 50304."""
+    data_dir = os.path.join('data', config['dataset'])
+    args = {k: config[k] for k in GPTConfig.keys() if k in config}
+    if os.path.exists(os.path.join(data_dir, 'meta.json')):
+        with open(os.path.join(data_dir, 'meta.json')) as f:
+            meta = json.load(f)
+        if 'horizon' in meta:
+            return 'control', dict(args, vocab_size=0, block_size=meta['horizon'], causal=False,
+                                   n_features=meta['n_features'], n_outputs=meta['n_control'])
+        n_aug = config['arc_n_aug'] if meta['augmentation'] == 'arc' else 1
+        return 'puzzle', dict(args, vocab_size=meta['vocab_size'], block_size=meta['seq_len'], causal=False,
+                              num_puzzle_ids=meta.get('num_puzzle_ids', 1) * n_aug)
+    vocab_size = 50304  # multiples of 64: faster matmuls
+    if os.path.exists(os.path.join(data_dir, 'meta.pkl')):
+        with open(os.path.join(data_dir, 'meta.pkl'), 'rb') as f:
+            meta = pickle.load(f)
+        if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
+            vocab_size = meta['vocab_size']
+    return 'lm', dict(args, vocab_size=vocab_size, causal=True)
 
 
 def load_model(ckpt_path, device='cpu', use_ema=True):

@@ -14,7 +14,6 @@ import gc
 import json
 import math
 import os
-import pickle
 import shutil
 import signal
 import sys
@@ -35,7 +34,7 @@ import control
 import puzzles
 from configurator import ConfigError, configure
 from ema import EMA
-from model import GPT, GPTConfig, from_official_trm
+from model import GPT, GPTConfig, data_model_args, from_official_trm
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -167,10 +166,8 @@ torch.backends.cudnn.allow_tf32 = True
 # from data/{sudoku,maze,arc}/prepare.py (inputs/labels arrays + meta.json), augmented on the fly; control
 # from data/control/prepare.py (features, optimal controls, the system in meta.json)
 data_dir = os.path.join('data', dataset)
-task = 'lm'
-if os.path.exists(os.path.join(data_dir, 'meta.json')):
-    with open(os.path.join(data_dir, 'meta.json')) as f:
-        task = 'control' if 'horizon' in json.load(f) else 'puzzle'
+task, model_args = data_model_args(config)  # the model keys + what the data fixes (vocabulary, lengths, widths)
+block_size = model_args['block_size']
 # the second split picks the best checkpoint; control also reports its test split at every eval
 splits = {'lm': ('train', 'val'), 'puzzle': ('train', 'test'), 'control': ('train', 'val', 'test')}[task]
 schedule = schedule or ('trm' if task == 'puzzle' else 'batch')
@@ -188,13 +185,6 @@ if task == 'lm':
         if not os.path.exists(os.path.join(data_dir, f'{split}.bin')):
             sys.exit(f"error: {os.path.join(data_dir, split + '.bin')} not found; "
                      f"run `python data/{dataset}/prepare.py` first")
-    meta_path = os.path.join(data_dir, 'meta.pkl')
-    vocab_size = 50304  # GPT-2's 50257 padded to a multiple of 64 (faster matmuls)
-    if os.path.exists(meta_path):
-        with open(meta_path, 'rb') as f:
-            meta = pickle.load(f)
-        if meta.get('tokenizer') != 'gpt2':  # char-level vocabularies are used as they are
-            vocab_size = meta['vocab_size']
     split_len = {split: os.path.getsize(os.path.join(data_dir, f'{split}.bin')) // 2 for split in splits}
 elif task == 'puzzle':
     try:
@@ -202,7 +192,6 @@ elif task == 'puzzle':
     except ValueError as e:
         sys.exit(f"error: {e}")
     meta = pdata['train']['meta']
-    vocab_size, block_size = meta['vocab_size'], meta['seq_len']  # fixed by the puzzle
     n_aug = arc_n_aug if meta['augmentation'] == 'arc' else 1
     if meta['augmentation'] == 'arc' and not 1 <= arc_eval_votes <= n_aug:
         sys.exit(f"error: arc_eval_votes={arc_eval_votes} must be in 1..arc_n_aug={n_aug} (one vote per augmentation)")
@@ -213,7 +202,6 @@ else:  # control: a few MB, held in memory as tensors
     except ValueError as e:
         sys.exit(f"error: {e}")
     meta = cdata['train']['system']
-    vocab_size, block_size = 0, meta['horizon']  # one position per control step, no vocabulary
     split_len = {split: len(cdata[split]['features']) for split in splits}
     cdata = {split: {k: torch.from_numpy(cdata[split][k]) for k in ('features', 'targets')} for split in splits}
     for split, n in split_len.items():
@@ -248,12 +236,6 @@ def get_batch(split, ix, aug_seed=None):
 
 
 # model, optimizer, EMA: from scratch or from out_dir/ckpt.pt
-model_args = {k: config[k] for k in GPTConfig.keys() if k in config}
-model_args.update(vocab_size=vocab_size, block_size=block_size, causal=task == 'lm')
-if task == 'control':  # a linear embedding of the features in, a linear head of n_control outputs
-    model_args.update(n_features=meta['n_features'], n_outputs=meta['n_control'])
-if task == 'puzzle':
-    model_args['num_puzzle_ids'] = meta.get('num_puzzle_ids', 1) * n_aug
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 iter_num, best_val_loss, wandb_run_id, ckpt = 0, float('inf'), None, None
 if init_from == 'resume':

@@ -760,3 +760,27 @@ def test_faithful_states_take_the_autocast_dtype():
         logits2, _, y2, _ = m(idx, y.float(), z.float(), puzzle_ids=pid)  # fp32 carries are cast on entry
     assert y2.dtype == torch.bfloat16
     torch.testing.assert_close(logits.float(), ref, atol=0.15, rtol=0.05)
+
+
+def test_data_model_args_reads_what_each_data_format_fixes(tmp_path, monkeypatch):
+    import json
+    import pickle
+    monkeypatch.chdir(tmp_path)
+    for name, fname, meta in (('ctl', 'meta.json', {'horizon': 15, 'n_features': 5, 'n_control': 1}),
+                              ('arc', 'meta.json', {'vocab_size': 12, 'seq_len': 900, 'augmentation': 'arc',
+                                                    'num_puzzle_ids': 3}),
+                              ('chars', 'meta.pkl', {'vocab_size': 65}),
+                              ('bpe', 'meta.pkl', {'vocab_size': 50257, 'tokenizer': 'gpt2'})):
+        (tmp_path / 'data' / name).mkdir(parents=True)
+        with open(tmp_path / 'data' / name / fname, 'w' if fname.endswith('json') else 'wb') as f:
+            json.dump(meta, f) if fname.endswith('json') else pickle.dump(meta, f)
+    cfg = dict(n_layer=1, block_size=64, arc_n_aug=8, learning_rate=1e-3)  # a non-model key is left out
+    task, args = M.data_model_args(dict(cfg, dataset='ctl'))
+    assert task == 'control' and (args['block_size'], args['n_features'], args['n_outputs'], args['causal']) == (15, 5, 1, False)
+    task, args = M.data_model_args(dict(cfg, dataset='arc'))
+    assert task == 'puzzle' and (args['vocab_size'], args['block_size'], args['num_puzzle_ids']) == (12, 900, 24)
+    assert 'learning_rate' not in args and args['n_layer'] == 1
+    assert M.data_model_args(dict(cfg, dataset='chars')) == ('lm', dict(n_layer=1, block_size=64, vocab_size=65, causal=True))
+    assert M.data_model_args(dict(cfg, dataset='bpe'))[1]['vocab_size'] == 50304
+    assert M.data_model_args(dict(cfg, dataset='none'))[1]['vocab_size'] == 50304  # no meta: GPT-2
+    GPT(GPTConfig(**M.data_model_args(dict(cfg, dataset='ctl'))[1]))  # the arguments build a model
