@@ -353,6 +353,8 @@ def run_ablation(path):
         sys.exit(f"error: {path}: budget must hold 'max_iters' (iterations) or 'seconds', e.g. budget = {{'max_iters': 300}}")
     if seconds:
         budget.setdefault('max_iters', 10 ** 9)  # the clock stops it
+    elif 'max_seconds' not in grid.get('common', {}):  # equal iterations: a base config's wall-clock lr cosine
+        budget['max_seconds'] = 0                        # (max_seconds) would give each setting another schedule
     root = ablate_dir or 'out-ablate-' + os.path.splitext(os.path.basename(path))[0]
     cli = [a for a in sys.argv[1:] if a.startswith('--') and a.partition('=')[0][2:] in script_defaults(TRAIN_PY)]
     base = [grid['config']] if grid.get('config') else []

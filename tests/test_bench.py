@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import torch
+
 from conftest import ROOT, run_train
 from test_train import PUZZLE, make_sudoku_data
 
@@ -93,13 +95,16 @@ def test_ablate_grid_on_control_reports_cost_ratio_and_success(control_run):
     # a control grid's table reads like a puzzle grid's, with what a controller is judged by next to the loss
     from conftest import CONTROL
     common = dict(a[2:].split('=', 1) for a in CONTROL if not a.startswith(('--max_iters', '--lr_decay', '--eval_', '--out_dir')))
-    (control_run / 'cgrid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\n"
+    # its base config has a wall-clock budget: an iteration budget must not inherit its lr schedule
+    (control_run / 'cbase.py').write_text("max_seconds = 600.0\n")
+    (control_run / 'cgrid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\nconfig = 'cbase.py'\n"
                                           "settings = {'silu': {'mlp': 'silu'}, 'swiglu': {'mlp': 'swiglu'}}\n")
     bench(control_run, '--ablate=cgrid.py', '--eval_iters=1', '--compile=False', '--ablate_dir=out-cgrid')
     table = (control_run / 'out-cgrid' / 'results.md').read_text()
     assert 'final val loss per supervision step (cost ratio, success)' in table
     for name in ('silu', 'swiglu'):  # loss (cost ratio, success) at both supervision steps
         assert re.search(rf'^\| {name} \| mlp={name} \|.*( \| [\d.]+ \([\d.]+, [\d.]+%\)){{2}} \|$', table, re.M), table
+        assert torch.load(control_run / 'out-cgrid' / name / 'ckpt.pt', weights_only=True)['config']['max_seconds'] == 0
 
 
 def test_throughput_table_times_a_control_model(control_run):

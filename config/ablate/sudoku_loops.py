@@ -5,7 +5,7 @@
 #   python bench.py --ablate=config/ablate/sudoku_loops.py
 config = 'config/sudoku_cpu.py'
 budget = {'max_iters': 300, 'lr_decay_iters': 300}
-common = {'eval_interval': 100, 'log_interval': 25, 'warmup_iters': 30, 'max_seconds': 0}  # the lr cosine spans the 300 iters
+common = {'eval_interval': 100, 'log_interval': 25, 'warmup_iters': 30}  # the budget's max_iters replaces sudoku_cpu's max_seconds
 settings = {
     'n2_T2': {'n_loops': 2, 'T_recursion': 2},
     'n3_T2': {'n_loops': 3, 'T_recursion': 2},
