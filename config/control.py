@@ -24,7 +24,7 @@ act = False
 supervision_weight_base = 4.0
 # training
 batch_size = 64
-max_iters = 3400          # ~9.5 minutes on the 2 idle cores of this CPU (158 ms an iteration, fp32)
+max_iters = 3400          # 8m27s on the 2 idle cores of this CPU (141-148 ms an iteration, fp32)
 lr_decay_iters = 3400
 learning_rate = 2e-3      # without the q-head; with it, 4e-3 did better (800 iters: cost ratio 1.18 vs 1.22)
 min_lr = 1e-4
