@@ -108,7 +108,7 @@ def test_control_trm_switches_train_and_stay_bounded(switch):
     model = build_control(preset('control_small'), **switch)
     X, Y = torch.randn(4, 15, 5), torch.randn(4, 15, 1)
     u, q, y, z = model(X)
-    assert u.shape == (4, 15, 1) and q.shape == (4,)
+    assert u.shape == (4, 15, 1) and q is None  # the control presets run without a q-head (config/control.py)
     F.mse_loss(u, Y).backward()
     for name, p in model.named_parameters():
         if name.startswith('blocks.') or name == 'yz_init':
