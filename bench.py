@@ -382,8 +382,7 @@ def run_ablation(path):
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
             sys.exit(f"error: {run_dir}/metrics.jsonl has no eval; see {run_dir}/train.log")
-        args = data_model_args(c)[1]
-        puzzle = not args['causal'] and not args.get('n_outputs')  # control trains per batch and picks on val
+        puzzle = data_model_args(c)[0] == 'puzzle'  # control trains per batch and picks on val, as an LM
         schedule = c['schedule'] or ('trm' if puzzle else 'batch')
         # FLOPs per iteration: every token runs n_sup steps (batch schedule) or one (trm schedule)
         per_iter = (model.flops_per_token() * c['gradient_accumulation_steps'] * c['batch_size'] * model.config.block_size
