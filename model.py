@@ -225,18 +225,22 @@ class KVCache:
     """Keys/values of every attention site of the recursion, preallocated for a whole window.
 
     A site is one (supervision step, cycle, net call, layer); each keeps its own keys and
-    values, because the same layer sees different states at each call. k, v: [sites, B,
-    n_kv_head, block_size, head_dim], slot j holding the window's token j; decode() allocates
-    them. New tokens are written in place and attention runs over all block_size slots with a
-    mask, so every one-token step has the same shapes (a compiled step is one graph, no
-    recompiles). Slots past the newest token may hold stale values: the mask hides them."""
+    values, because the same layer sees different states at each call. k, v: one tensor
+    [B, n_kv_head, block_size, head_dim] per site, slot j holding the window's token j;
+    decode() allocates them. New tokens are written in place and attention runs over all
+    block_size slots with a mask, so every one-token step has the same shapes (a compiled step
+    is one graph, no recompiles). Separate tensors rather than views of one buffer: inductor
+    writes a graph input in place, but a write into a view of one makes it copy the whole
+    buffer, every token. Slots past the newest token may hold stale values: the mask hides them."""
 
     def __init__(self, k=None, v=None, positions=None, mask=None):
         self.k, self.v, self.positions, self.mask, self.site = k, v, positions, mask, 0
 
     def allocate(self, shape, dtype, device):
-        self.k, self.v = torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
-        self.slots = torch.arange(shape[3], device=device)
+        sites, shape = shape[0], shape[1:]  # shape: [sites, B, n_kv_head, block_size, head_dim]
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
+        self.slots = torch.arange(shape[2], device=device)
         self.causal = self.slots <= self.slots[:, None]  # row p: the slots a token at position p sees
 
     def step(self, s, n, positions, mask):
@@ -395,8 +399,8 @@ class GPT(nn.Module):
             if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
                 dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.lm_head.weight.dtype
                 cache.allocate((n_sup * n, B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
-            if cache.k.size(0) < n_sup * n or cache.k.size(1) != B:
-                raise ValueError(f"this cache holds {cache.k.size(0) // n} steps of batch {cache.k.size(1)}, "
+            if len(cache.k) < n_sup * n or cache.k[0].size(0) != B:
+                raise ValueError(f"this cache holds {len(cache.k) // n} steps of batch {cache.k[0].size(0)}, "
                                  f"not {n_sup} of batch {B}: start a new KVCache()")
             positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
             mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
@@ -419,8 +423,9 @@ class GPT(nn.Module):
         for s in range(1, n_sup if cache is not None else 0):  # fill the sites of the steps a row skipped
             for r in (last < s).nonzero().flatten().tolist():
                 src = last[r].item() * n
-                cache.k[s * n:(s + 1) * n, r, :, pos:pos + L] = cache.k[src:src + n, r, :, pos:pos + L]
-                cache.v[s * n:(s + 1) * n, r, :, pos:pos + L] = cache.v[src:src + n, r, :, pos:pos + L]
+                for j in range(n):
+                    for kv in (cache.k, cache.v):
+                        kv[s * n + j][r, :, pos:pos + L] = kv[src + j][r, :, pos:pos + L]
         return logits, last + 1
 
     @torch.no_grad()
@@ -570,7 +575,10 @@ def sample_token(logits, temperature, top_k=None):
 # nothing halts) or else one supervision step. Separate functions, so separate dynamo caches: one-token
 # steps over the preallocated cache have fixed shapes (dynamic=False: one graph, no recompiles), while
 # recomputed windows grow by a token every step (dynamic=True). A token is a few dozen tiny kernels, so
-# the C++ wrapper (no Python between kernels) matters here.
+# the C++ wrapper (no Python between kernels) matters here, and so does decompose_mm_pass: on the CPU it
+# turns a one-row matmul (batch 1 decoding) into a multiply-and-sum that inductor fuses with its
+# neighbours, where a call into the BLAS costs more than the arithmetic (1.25x per cached token, measured).
+_compile_options = {'cpp_wrapper': True, 'post_grad_fusion_options': {'decompose_mm_pass': {}}}
 def _cached_step(model, idx, y, z, cache):
     return model(idx, y, z, cache)
 
@@ -592,14 +600,14 @@ _compiled = {}
 
 def _compiled_token():
     if 'token' not in _compiled:
-        _compiled['token'] = torch.compile(_cached_token, dynamic=False, options={'cpp_wrapper': True})
+        _compiled['token'] = torch.compile(_cached_token, dynamic=False, options=_compile_options)
     return _compiled['token']
 
 
 def _compiled_step(model, use_cache):
     if use_cache not in _compiled:
         fn = _cached_step if use_cache else _window_step
-        _compiled[use_cache] = torch.compile(fn, dynamic=not use_cache, options={'cpp_wrapper': True})
+        _compiled[use_cache] = torch.compile(fn, dynamic=not use_cache, options=_compile_options)
     return functools.partial(_compiled[use_cache], model)
 
 

@@ -645,10 +645,11 @@ def test_halting_fills_skipped_steps_from_the_last_computed_one():
     ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
     torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
     per_step = m.sites_per_step
-    assert cache.k.shape == (3 * per_step, 2, 2, 16, 8)  # [sites, B, n_kv_head, block_size, head_dim]
+    assert len(cache.k) == len(cache.v) == 3 * per_step  # one tensor per site
+    assert all(kv.shape == (2, 2, 16, 8) for kv in cache.k + cache.v)  # [B, n_kv_head, block_size, head_dim]
     for j in range(per_step):
         for s in (1, 2):
-            for kv in (cache.k, cache.v):
+            for kv in (torch.stack(cache.k), torch.stack(cache.v)):
                 assert torch.equal(kv[s * per_step + j, :, :, 5], kv[j, :, :, 5])
                 assert not torch.equal(kv[s * per_step + j, :, :, 4], kv[j, :, :, 4])  # earlier tokens keep their own steps
 
@@ -677,7 +678,7 @@ def test_compiled_cached_step_equals_eager():
     # the compiled one-token step (static shapes over the preallocated cache) against eager decoding
     m = gen_model(n_layer=1, n_loops=1, T_recursion=1, n_sup=2)
     step = M._compiled_step(m, use_cache=True)
-    seq = torch.randint(0, 37, (2, 12))
+    seq = torch.randint(0, 37, (1, 12))  # batch 1: one-row matmuls, which the compiled step decomposes
     eager, compiled = M.KVCache(), M.KVCache()
     m.decode(seq[:, :4], eager, 0, 2)
     m.decode(seq[:, :4], compiled, 0, 2)  # prefills run eager in generate too
@@ -685,11 +686,12 @@ def test_compiled_cached_step_equals_eager():
         ref, _ = m.decode(seq[:, t:t + 1], eager, t, 2)
         logits, used = m.decode(seq[:, t:t + 1], compiled, t, 2, step=step)
         torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-        assert used.tolist() == [2, 2]
+        assert used.tolist() == [2]
     torch.testing.assert_close(compiled.k, eager.k, rtol=0, atol=1e-12)
     # and through generate, sliding past block_size (16) twice
-    prompt = torch.randint(0, 37, (2, 3))
-    assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
+    for B in (1, 2):
+        prompt = torch.randint(0, 37, (B, 3))
+        assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
 
 
 def test_sample_token_draws_from_the_top_k_softmax():
