@@ -243,10 +243,12 @@ def test_puzzle_training_reports_every_supervision_step(run_dir, args):
     import subprocess
     import sys
     make_sudoku_data(run_dir)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *PUZZLE, '--out_dir=p', *args],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *PUZZLE, '--out_dir=p', *args,
+                           '--wandb_log=True'],  # offline: the eval rows, halting histogram (a list) included
                           cwd=run_dir, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, WANDB_MODE='disabled'))
+                          env=dict(os.environ, WANDB_MODE='offline', WANDB_DIR=str(run_dir)))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((run_dir / 'wandb').glob('offline-run-*/*.wandb'))
     evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
     assert [r['iter'] for r in evals] == [0, 6]
     for r in evals:  # eval runs exactly n_sup steps, and reports each
