@@ -183,16 +183,16 @@ class Bench:
         self.name, self.c = name, c
         torch.manual_seed(c['seed'])
         self.model = build(c).to(device)
-        self.args = data_model_args(c)[1]
+        self.cfg = self.model.config  # with what the data fixes (vocabulary, lengths, widths)
         self.optimizer = self.model.configure_optimizers(c['weight_decay'], c['learning_rate'],
                                                          (c['beta1'], c['beta2']), device_type)
         self.ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, PTDTYPE[dtype])
-        self.B, self.L = c['batch_size'], self.args['block_size']
+        self.B, self.L = c['batch_size'], self.cfg.block_size
         self.tokens = c['gradient_accumulation_steps'] * self.B * self.L  # per training step (one process)
         self.flops = self.model.flops_per_token() * self.tokens
         self.gen = torch.Generator().manual_seed(c['seed'])
         self.data_path = os.path.join('data', c['dataset'], 'train.bin')
-        if data == 'real' and not self.args['causal']:
+        if data == 'real' and not self.cfg.causal:
             print(f"{name}: puzzle or control data -> random inputs (the compute does not depend on them)")
         elif data == 'real' and not os.path.exists(self.data_path):
             sys.exit(f"error: {self.data_path} not found; run `python data/{c['dataset']}/prepare.py` "
@@ -200,18 +200,18 @@ class Bench:
         self.compiled = None
 
     def batch(self):
-        V, P = self.args['vocab_size'], None
-        if self.args.get('n_features'):  # control: features in, controls out
-            X = torch.randn(self.B, self.L, self.args['n_features'], generator=self.gen)
-            return X.to(device), torch.randn(self.B, self.L, self.args['n_outputs'], generator=self.gen).to(device), P
-        if data == 'real' and self.args['causal']:  # as train.py: random windows of the memmap
+        V, P = self.cfg.vocab_size, None
+        if self.cfg.n_features:  # control: features in, controls out
+            X = torch.randn(self.B, self.L, self.cfg.n_features, generator=self.gen)
+            return X.to(device), torch.randn(self.B, self.L, self.cfg.n_outputs, generator=self.gen).to(device), P
+        if data == 'real' and self.cfg.causal:  # as train.py: random windows of the memmap
             d = np.memmap(self.data_path, dtype=np.uint16, mode='r')
             ix = torch.randint(len(d) - self.L - 1, (self.B,), generator=self.gen).numpy()
             buf = torch.from_numpy(d[ix[:, None] + np.arange(self.L + 1)].astype(np.int64))
         else:
             buf = torch.randint(V, (self.B, self.L + 1), generator=self.gen)
-        if self.args.get('puzzle_emb_ndim'):
-            P = torch.randint(self.args['num_puzzle_ids'], (self.B,), generator=self.gen).to(device)
+        if self.cfg.puzzle_emb_ndim:
+            P = torch.randint(self.cfg.num_puzzle_ids, (self.B,), generator=self.gen).to(device)
         return buf[:, :-1].to(device), buf[:, 1:].to(device), P
 
     def step(self, compiled):

@@ -236,8 +236,7 @@ class KVCache:
     def __init__(self, k=None, v=None, positions=None, mask=None):
         self.k, self.v, self.positions, self.mask, self.site = k, v, positions, mask, 0
 
-    def allocate(self, shape, dtype, device):
-        sites, shape = shape[0], shape[1:]  # shape: [sites, B, n_kv_head, block_size, head_dim]
+    def allocate(self, sites, shape, dtype, device):  # shape of one site: [B, n_kv_head, block_size, head_dim]
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
         self.slots = torch.arange(shape[2], device=device)
@@ -398,7 +397,7 @@ class GPT(nn.Module):
                 raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
             if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
                 dtype = torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type) else self.lm_head.weight.dtype
-                cache.allocate((n_sup * n, B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
+                cache.allocate(n_sup * n, (B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
             if len(cache.k) < n_sup * n or cache.k[0].size(0) != B:
                 raise ValueError(f"this cache holds {len(cache.k) // n} steps of batch {cache.k[0].size(0)}, "
                                  f"not {n_sup} of batch {B}: start a new KVCache()")
@@ -579,6 +578,8 @@ def sample_token(logits, temperature, top_k=None):
 # turns a one-row matmul (batch 1 decoding) into a multiply-and-sum that inductor fuses with its
 # neighbours, where a call into the BLAS costs more than the arithmetic (1.25x per cached token, measured).
 _compile_options = {'cpp_wrapper': True, 'post_grad_fusion_options': {'decompose_mm_pass': {}}}
+
+
 def _cached_step(model, idx, y, z, cache):
     return model(idx, y, z, cache)
 
