@@ -14,7 +14,7 @@ T_recursion = 2
 n_sup = 8
 block_size = 1024
 # ~0.5M tokens per optimizer step (4 x 128 x 1024); the micro-batch halves against A for the wider,
-# deeper net (see the memory table in README).
+# deeper net (memory per sequence: python bench.py --presets=True).
 batch_size = 4
 gradient_accumulation_steps = 128
 # GPT-2 medium's learning rate (3e-4): wider nets want smaller steps (~1/width under AdamW)

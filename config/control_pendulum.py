@@ -8,10 +8,10 @@ dataset = 'control/pendulum'
 out_dir = 'out-control-pendulum'
 wandb_run_name = 'control-pendulum'
 n_sup = 8
-# as measured in README: with the q-head (n_sup 8 can halt) and lr 2e-3. The q-head's BCE that costs the
-# double integrator its precision (MSE ~3e-4 there) is small next to the pendulum's MSE (~2)
+# the q-head stays on (n_sup 8 can halt): the BCE that costs the double integrator its precision (MSE ~3e-4
+# there) is small next to the pendulum's MSE (~2). Results at these settings: docs/results.md
 act = True
 eval_iters = 4            # 4 x 64 rows: the whole 250-example val and test splits
-max_iters = 400           # what a shared 2-core CPU allowed (n_sup 8: ~0.4 CPU-s an iteration)
+max_iters = 400           # a CPU budget (n_sup 8: ~0.4 CPU-s an iteration)
 lr_decay_iters = 400
 eval_interval = 200

@@ -3,8 +3,8 @@
 #   python data/sudoku/prepare.py --difficulty=easy --min_clues=36 --n_train=10000 --n_test=1000 --out_dir=data/sudoku_easy36
 #   python train.py config/sudoku_cpu.py
 #   python train.py config/sudoku_cpu.py --recursion=False --out_dir=out-sudoku-cpu-plain   # baseline, same 20 minutes
-# Changed from the first version (stable-max, lr 1e-3, 22-28 clues: 4% exact after 13 min) after short runs
-# (README): softmax at lr 3e-3, >= 36 clues; the lr cosine spans the 20-minute budget (max_seconds).
+# Softmax at lr 3e-3 on >= 36-clue puzzles: stable-max at lr 1e-3 on 22-28 clues reached 4% exact after 13
+# minutes (docs/results.md). The lr cosine spans the 20-minute budget (max_seconds).
 dataset = 'sudoku_easy36'
 out_dir = 'out-sudoku-cpu'
 wandb_run_name = 'sudoku-cpu'

@@ -1,8 +1,8 @@
 # The TRM paper's study of the recursion's shape on Sudoku: latent updates per cycle (n_loops, the paper's n)
-# x cycles per supervision step (T), at a small budget on this CPU (the paper's best is n=6, T=3). Effective
+# x cycles per supervision step (T), at a CPU-sized budget (the paper's best is n=6, T=3). Effective
 # depth per supervision step = T * (n_loops + 1) * n_layer.
 #   python data/sudoku/prepare.py --difficulty=easy --min_clues=36 --n_train=10000 --n_test=1000 --out_dir=data/sudoku_easy36
-#   python bench.py --ablate=config/ablate/sudoku_loops.py
+#   python ablate.py config/ablate/sudoku_loops.py
 config = 'config/sudoku_cpu.py'
 budget = {'max_iters': 300, 'lr_decay_iters': 300}
 common = {'eval_interval': 100, 'log_interval': 25, 'warmup_iters': 30}  # the budget's max_iters replaces sudoku_cpu's max_seconds

@@ -2,7 +2,7 @@
 # expansion 2, learned y/z inits) with one TRM feature switched on at a time, and all of them (SwiGLU,
 # RMSNorm, post-norm, expansion 4, fixed inits), each at TRC's recursion (2 layers x 128, n_loops 4, T 3).
 #   python data/control/prepare.py --system=double_integrator
-#   python bench.py --ablate=config/ablate/trc_features.py
+#   python ablate.py config/ablate/trc_features.py
 config = 'config/control.py'
 budget = {'max_iters': 500, 'lr_decay_iters': 500}
 common = {'dataset': 'control/double_integrator', 'n_layer': 2, 'n_embd': 128, 'n_head': 4, 'n_kv_head': 4,
