@@ -1,0 +1,89 @@
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT
+from test_train import PUZZLE, make_sudoku_data
+
+
+def run(script, cwd, *args, check=True):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, WANDB_MODE='disabled'))
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def ablate(cwd, *args):
+    return run('ablate.py', cwd, *args).stdout
+
+
+def bench(cwd, *args):
+    return run('bench.py', cwd, *args).stdout
+
+
+def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_dir):
+    # a two-setting puzzle grid (the trm schedule, test metrics per supervision step, halting data)
+    import matplotlib.image
+    make_sudoku_data(run_dir)
+    common = dict(a[2:].split('=', 1) for a in PUZZLE if not a.startswith(('--max_iters', '--lr_decay', '--eval_')))
+    common['n_sup'] = 2
+    (run_dir / 'grid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\n"
+                                     "settings = {'one': {'n_loops': 1}, 'two': {'n_loops': 2, 'T_recursion': 1}}\n")
+    out = ablate(run_dir, 'grid.py', '--eval_iters=1')
+    root = run_dir / 'out-ablate-grid'
+    table = (root / 'results.md').read_text()
+    assert table in out
+    for name, over in (('one', 'n_loops=1'), ('two', 'n_loops=2, T_recursion=1')):  # loss (exact) at both steps
+        assert re.search(rf'^\| {name} \| {over} \|.*\| 2 \| \d+ s( \| [\d.]+ \([\d.]+\)){{2}} \|$', table, re.M), table
+    with open(root / 'results.csv') as f:
+        rows = {r['setting']: r for r in csv.DictReader(f)}
+    for name in ('one', 'two'):  # the final metrics are the last eval of each run's own log
+        with open(root / name / 'metrics.jsonl') as f:
+            last = [json.loads(line) for line in f if '"eval"' in line][-1]
+        assert last['iter'] == 2
+        assert all(float(rows[name][f'test_{m}_s{s}']) == last[f'test_{m}_s{s}'] for m in ('loss', 'exact') for s in (1, 2))
+    # T=2 cycles of 2 net calls, the first forward only (2 + 3 x 2 = 8 forward-equivalents) vs 1 cycle of 3 (9)
+    assert float(rows['two']['flops_per_token']) > float(rows['one']['flops_per_token'])
+    assert (root / 'val_loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # the plot entry, on the two runs' logs
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'plot.py'), str(root / 'one'), str(root / 'two'),
+                           '--to=plots'], cwd=run_dir, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ('loss', 'speed', 'halting'):
+        image = matplotlib.image.imread(run_dir / 'plots' / f'{name}.png')
+        assert image.shape[0] >= 300 and image.std() > 0.01, name  # not blank
+
+
+def test_ablate_grid_on_control_reports_cost_ratio_and_success(control_run):
+    # a control grid's table reads like a puzzle grid's, with what a controller is judged by next to the loss
+    from conftest import CONTROL
+    common = dict(a[2:].split('=', 1) for a in CONTROL if not a.startswith(('--max_iters', '--lr_decay', '--eval_', '--out_dir')))
+    # its base config has a wall-clock budget: an iteration budget must not inherit its lr schedule
+    (control_run / 'cbase.py').write_text("max_seconds = 600.0\n")
+    (control_run / 'cgrid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\nconfig = 'cbase.py'\n"
+                                          "settings = {'silu': {'mlp': 'silu'}, 'swiglu': {'mlp': 'swiglu'}}\n")
+    # through bench.py --ablate, which hands the grid and the train.py keys given to it to ablate.py
+    bench(control_run, '--ablate=cgrid.py', '--eval_iters=1', '--compile=False', '--ablate_dir=out-cgrid')
+    table = (control_run / 'out-cgrid' / 'results.md').read_text()
+    assert 'final val loss per supervision step (cost ratio, success)' in table
+    for name in ('silu', 'swiglu'):  # loss (cost ratio, success) at both supervision steps
+        assert re.search(rf'^\| {name} \| mlp={name} \|.*( \| [\d.]+ \([\d.]+, [\d.]+%\)){{2}} \|$', table, re.M), table
+        assert torch.load(control_run / 'out-cgrid' / name / 'ckpt.pt', weights_only=True)['config']['max_seconds'] == 0
+
+
+def test_ablate_checks_its_arguments_before_training(run_dir):
+    # a typo in a key fails at once, with one line, not after the first settings have trained
+    (run_dir / 'grid.py').write_text("budget = {'max_iters': 2}\nsettings = {'a': {}}\n")
+    proc = run('ablate.py', run_dir, 'grid.py', '--n_lops=2', check=False)
+    assert proc.returncode != 0 and "unknown config key 'n_lops'" in proc.stderr and not (run_dir / 'out-ablate-grid').exists()
+    proc = run('ablate.py', run_dir, check=False)
+    assert proc.returncode != 0 and proc.stderr.startswith('usage: python ablate.py GRID_FILE')
+    (run_dir / 'bad.py').write_text("budget = {'max_iters': 2}\nsettings = {'a': {'dataset': 'missing'}}\n")
+    proc = run('ablate.py', run_dir, 'bad.py', check=False)  # no data: the task's message, before train.py runs
+    assert proc.returncode != 0 and "setting 'a' of bad.py" in proc.stderr and 'prepare.py' in proc.stderr
