@@ -585,87 +585,7 @@ def test_learned_inits_are_not_weight_decayed():
         assert id(blk.norm1.weight) in no_decay and id(blk.attn.c_attn.weight) in decay
 
 
-# ---------------------------------------------------------------- generation with the KV cache
-
-def gen_model(**kw):
-    torch.manual_seed(0)
-    base = dict(block_size=16, vocab_size=37, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
-                n_loops=2, T_recursion=2, n_sup=3)
-    base.update(kw)
-    return GPT(GPTConfig(**base)).double().eval()
-
-
-@pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'recursion': False, 'norm_position': 'pre'}])
-def test_cached_decoding_equals_recomputation(kw):
-    m = gen_model(**kw)
-    seq = torch.randint(0, 37, (2, 14))
-    for n_sup in sorted({1, m.n_sup}):
-        cache = M.KVCache()
-        logits, used = m.decode(seq[:, :5], cache, 0, n_sup)  # prefill a 5-token prompt in one pass
-        for t in range(5, seq.size(1) + 1):
-            ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
-            torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-            assert used.tolist() == [n_sup, n_sup]
-            if t < seq.size(1):
-                logits, used = m.decode(seq[:, t:t + 1], cache, t, n_sup)
-
-
-def test_generation_slides_past_block_size_exactly():
-    m = gen_model()
-    prompt = torch.randint(0, 37, (2, 6))
-    cached, _ = m.generate(prompt, 40, temperature=0)
-    recomputed, _ = m.generate(prompt, 40, temperature=0, use_cache=False)
-    assert cached.shape == (2, 46) and torch.equal(cached, recomputed)
-    # the last token was sampled from a full recomputation over the window it was in (slide to block/2)
-    start = 6
-    for length in range(6, 45):
-        if length + 1 - start > 16:
-            start = length + 1 - 8
-    logits = list(m.supervision_steps(cached[:, start:45]))[-1][0][:, -1]
-    assert torch.equal(logits.argmax(-1), cached[:, 45])
-
-
-def test_sampling_is_deterministic_for_a_seed():
-    m = gen_model()
-    prompt = torch.randint(0, 37, (1, 4))
-    outs = []
-    for _ in range(2):
-        torch.manual_seed(123)
-        outs.append(m.generate(prompt, 20, temperature=1.0, top_k=10)[0])
-    assert torch.equal(outs[0], outs[1])
-
-
-def test_halting_fills_skipped_steps_from_the_last_computed_one():
-    m = gen_model()
-    cache = M.KVCache()
-    seq = torch.randint(0, 37, (2, 6))
-    m.decode(seq[:, :5], cache, 0, 3)
-    logits, used = m.decode(seq[:, 5:], cache, 5, 3, halt_threshold=0.0)  # sigmoid(q) > 0: halt after step 1
-    assert used.tolist() == [1, 1]
-    ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
-    torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-    per_step = m.sites_per_step
-    assert len(cache.k) == len(cache.v) == 3 * per_step  # one tensor per site
-    assert all(kv.shape == (2, 2, 16, 8) for kv in cache.k + cache.v)  # [B, n_kv_head, block_size, head_dim]
-    for j in range(per_step):
-        for s in (1, 2):
-            for kv in (torch.stack(cache.k), torch.stack(cache.v)):
-                assert torch.equal(kv[s * per_step + j, :, :, 5], kv[j, :, :, 5])
-                assert not torch.equal(kv[s * per_step + j, :, :, 4], kv[j, :, :, 4])  # earlier tokens keep their own steps
-
-
-def test_halting_uses_fewer_steps():
-    m = gen_model()
-    with torch.no_grad():  # a q-head that says "right" for some tokens and not others
-        m.q_head.weight.normal_(0, 1.0)
-        m.q_head.bias.zero_()
-    prompt = torch.randint(0, 37, (3, 4))
-    _, full = m.generate(prompt, 30, temperature=0)
-    _, halted = m.generate(prompt, 30, temperature=0, halt_threshold=0.5)
-    assert (full == 3).all()
-    assert halted.min() >= 1 and halted.max() <= 3
-    assert halted.sum() < full.sum() and (halted < 3).any() and (halted == 3).any()
-
+# ---------------------------------------------------------------- norms, halting
 
 def test_norm_position_defaults_follow_recursion():
     assert tiny().norm_position == 'post'
@@ -674,37 +594,7 @@ def test_norm_position_defaults_follow_recursion():
     assert tiny(recursion=False, norm_position='post').norm_position == 'post'  # ablations may still ask
 
 
-def test_compiled_cached_step_equals_eager():
-    # the compiled one-token step (static shapes over the preallocated cache) against eager decoding
-    m = gen_model(n_layer=1, n_loops=1, T_recursion=1, n_sup=2)
-    step = M._compiled_step(m, use_cache=True)
-    seq = torch.randint(0, 37, (1, 12))  # batch 1: one-row matmuls, which the compiled step decomposes
-    eager, compiled = M.KVCache(), M.KVCache()
-    m.decode(seq[:, :4], eager, 0, 2)
-    m.decode(seq[:, :4], compiled, 0, 2)  # prefills run eager in generate too
-    for t in range(4, seq.size(1)):
-        ref, _ = m.decode(seq[:, t:t + 1], eager, t, 2)
-        logits, used = m.decode(seq[:, t:t + 1], compiled, t, 2, step=step)
-        torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
-        assert used.tolist() == [2]
-    torch.testing.assert_close(compiled.k, eager.k, rtol=0, atol=1e-12)
-    # and through generate, sliding past block_size (16) twice
-    for B in (1, 2):
-        prompt = torch.randint(0, 37, (B, 3))
-        assert torch.equal(m.generate(prompt, 30, temperature=0, compile=True)[0], m.generate(prompt, 30, temperature=0)[0])
-
-
-def test_sample_token_draws_from_the_top_k_softmax():
-    torch.manual_seed(0)
-    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).expand(40000, -1)
-    counts = torch.bincount(M.sample_token(logits, 0.7, top_k=3)[:, 0], minlength=5).double() / 40000
-    expect = torch.softmax(logits[0, :3].double() / 0.7, -1)
-    assert counts[3:].sum() == 0  # outside the top 3: never
-    torch.testing.assert_close(counts[:3], expect, rtol=0, atol=0.01)
-    assert torch.equal(M.sample_token(logits[:2], 0), torch.zeros(2, 1, dtype=torch.long))  # greedy
-
-
-# ---------------------------------------------------------------- puzzles: mlp_t, puzzle prefix, official names
+# ---------------------------------------------------------------- puzzles: mlp_t, puzzle prefix, faithful dtype
 
 def test_puzzle_prefix_and_mlp_t_shapes():
     from model import GPT, GPTConfig
@@ -721,30 +611,6 @@ def test_puzzle_prefix_and_mlp_t_shapes():
     assert not torch.allclose(m(idx, puzzle_ids=pid)[0][1], logits[1])
     with pytest.raises(ValueError, match='mlp_t'):
         m(idx[:, :8], puzzle_ids=pid)
-
-
-def test_official_trm_names_map_and_mismatches_are_named():
-    from model import GPT, GPTConfig, from_official_trm
-    cfg = GPTConfig(block_size=9, vocab_size=11, n_layer=2, n_head=2, n_kv_head=2, n_embd=16, causal=False,
-                    trm_faithful=True, puzzle_emb_ndim=16, n_loops=1, T_recursion=1, n_sup=2)
-    m = GPT(cfg)
-    sd = m.state_dict()
-    rename = {'wte.weight': 'embed_tokens.embedding_weight', 'puzzle_emb.weight': 'puzzle_emb.weights'}
-    official = {}
-    for k, v in sd.items():
-        if k == 'yz_init':
-            official['_orig_mod.model.inner.H_init'], official['_orig_mod.model.inner.L_init'] = v[0], v[1]
-            continue
-        name = rename.get(k, k).replace('blocks.', 'L_level.layers.').replace('attn.c_attn', 'self_attn.qkv_proj')
-        name = name.replace('attn.c_proj', 'self_attn.o_proj').replace('mlp.c_fc', 'mlp.gate_up_proj')
-        official['_orig_mod.model.inner.' + name.replace('mlp.c_proj', 'mlp.down_proj')] = v.clone()
-    mapped = from_official_trm(official, m)
-    assert mapped.keys() == sd.keys() and all(torch.equal(mapped[k], sd[k]) for k in sd)
-    assert m.q_head.out_features == 2  # halt and continue logits, as the official q-head
-    bad = dict(official, **{'_orig_mod.model.inner.extra.weight': torch.zeros(1)})
-    bad['_orig_mod.model.inner.lm_head.weight'] = torch.zeros(3, 16)
-    with pytest.raises(ValueError, match=r'unmapped extra.weight.*lm_head.weight: official \(3, 16\)'):
-        from_official_trm(bad, m)
 
 
 def test_faithful_states_take_the_autocast_dtype():
@@ -764,25 +630,22 @@ def test_faithful_states_take_the_autocast_dtype():
     torch.testing.assert_close(logits.float(), ref, atol=0.15, rtol=0.05)
 
 
-def test_data_model_args_reads_what_each_data_format_fixes(tmp_path, monkeypatch):
-    import json
-    import pickle
-    monkeypatch.chdir(tmp_path)
-    for name, fname, meta in (('ctl', 'meta.json', {'horizon': 15, 'n_features': 5, 'n_control': 1}),
-                              ('arc', 'meta.json', {'vocab_size': 12, 'seq_len': 900, 'augmentation': 'arc',
-                                                    'num_puzzle_ids': 3}),
-                              ('chars', 'meta.pkl', {'vocab_size': 65}),
-                              ('bpe', 'meta.pkl', {'vocab_size': 50257, 'tokenizer': 'gpt2'})):
-        (tmp_path / 'data' / name).mkdir(parents=True)
-        with open(tmp_path / 'data' / name / fname, 'w' if fname.endswith('json') else 'wb') as f:
-            json.dump(meta, f) if fname.endswith('json') else pickle.dump(meta, f)
-    cfg = dict(n_layer=1, block_size=64, arc_n_aug=8, learning_rate=1e-3)  # a non-model key is left out
-    task, args = M.data_model_args(dict(cfg, dataset='ctl'))
-    assert task == 'control' and (args['block_size'], args['n_features'], args['n_outputs'], args['causal']) == (15, 5, 1, False)
-    task, args = M.data_model_args(dict(cfg, dataset='arc'))
-    assert task == 'puzzle' and (args['vocab_size'], args['block_size'], args['num_puzzle_ids']) == (12, 900, 24)
-    assert 'learning_rate' not in args and args['n_layer'] == 1
-    assert M.data_model_args(dict(cfg, dataset='chars')) == ('lm', dict(n_layer=1, block_size=64, vocab_size=65, causal=True))
-    assert M.data_model_args(dict(cfg, dataset='bpe'))[1]['vocab_size'] == 50304
-    assert M.data_model_args(dict(cfg, dataset='none'))[1]['vocab_size'] == 50304  # no meta: GPT-2
-    GPT(GPTConfig(**M.data_model_args(dict(cfg, dataset='ctl'))[1]))  # the arguments build a model
+def test_halted_is_q_above_the_logit_of_the_threshold():
+    q = torch.tensor([-3.0, -0.1, 0.0, 1e-6, 0.5, 4.0])
+    assert M.halted(q).tolist() == [False, False, False, True, True, True]  # 0.5: q > 0, the training rule
+    for t in (0.1, 0.3, 0.7, 0.9):
+        assert torch.equal(M.halted(q, t), torch.sigmoid(q.double()) > t)
+    assert not M.halted(q, 1.0).any() and M.halted(q, 0.0).all()
+    assert M.halted(q.bfloat16()).tolist() == M.halted(q).tolist()
+
+
+def test_init_is_reproducible_and_gives_the_documented_scales():
+    torch.manual_seed(0)
+    a = GPT(tiny(n_layer=4))
+    torch.manual_seed(0)
+    b = GPT(tiny(n_layer=4))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert abs(a.wte.weight.std().item() - 1.0) < 0.05  # unit scale, as the y/z states
+    assert abs(a.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
+    assert abs(a.blocks[0].attn.c_proj.weight.std().item() - 0.02 / math.sqrt(8)) < 0.001
+    assert (a.q_head.weight == 0).all() and (a.q_head.bias == -5).all()  # starts at "not yet right"

@@ -1,0 +1,216 @@
+"""
+Generation with an exact KV cache through the recursion.
+
+    idx, steps = generate(model, prompt, 500, temperature=0.8, top_k=200)
+
+Every attention site of the recursion (supervision step, cycle, net call, layer) keeps its own keys
+and values, because the same layer sees a different state at each call; decoding one token at a time
+then gives the logits a full recomputation of the window gives. With halt_threshold < 1 a token stops
+its supervision steps once the q-head says its answer is right (model.halted); the keys/values of the
+steps it skipped are copied from its last computed step, so later tokens can still attend to it.
+"""
+import functools
+
+import torch
+
+from model import halted
+
+
+class KVCache:
+    """Keys/values of every attention site of the recursion, preallocated for a whole window.
+
+    k, v: one tensor [B, n_kv_head, block_size, head_dim] per site, slot j holding the window's token j;
+    decode() allocates them. New tokens are written in place and attention runs over all block_size
+    slots with a mask, so every one-token step has the same shapes (a compiled step is one graph, no
+    recompiles). Separate tensors rather than views of one buffer: inductor writes a graph input in
+    place, but a write into a view of one makes it copy the whole buffer, every token. Slots past the
+    newest token may hold stale values: the mask hides them."""
+
+    def __init__(self, k=None, v=None, positions=None, mask=None):
+        self.k = k
+        self.v = v
+        self.positions = positions  # slots of the new tokens [L]
+        self.mask = mask            # the slots each new token sees [L, block_size]
+        self.site = 0               # the next site forward() visits
+
+    def allocate(self, sites, shape, dtype, device):  # shape of one site: [B, n_kv_head, block_size, head_dim]
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(sites)]
+        self.slots = torch.arange(shape[2], device=device)
+        self.causal = self.slots <= self.slots[:, None]  # row p: the slots a token at position p sees
+
+    def step(self, s, n, positions, mask):
+        """The n sites of supervision step s, for new tokens at positions [L] seeing mask [L, block_size].
+        A view with its own site counter, visited in a fixed order by forward()."""
+        return KVCache(self.k[s * n:(s + 1) * n], self.v[s * n:(s + 1) * n], positions, mask)
+
+    def __call__(self, k, v):  # k, v: [B, n_kv_head, L, hd] of the new tokens -> the site's k, v, mask
+        k_all, v_all = self.k[self.site], self.v[self.site]
+        k_all[:, :, self.positions] = k.to(k_all.dtype)
+        v_all[:, :, self.positions] = v.to(v_all.dtype)
+        self.site += 1
+        return k_all, v_all, self.mask
+
+
+def sites_per_step(config):
+    """Attention sites of one supervision step (cache entries per step)."""
+    calls = config.T_recursion * (config.n_loops + 1) if config.recursion else 1
+    return config.n_layer * calls
+
+
+@torch.no_grad()
+def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
+    """Run the recursion over new tokens idx [B, L] at positions pos.., writing their keys/values into
+    the cache (None: no cache, idx is the whole context). A row stops its supervision steps once its
+    last token halts (model.halted at halt_threshold; 1.0: never); the keys/values of the steps it
+    skipped are copied from its last computed step, so later tokens can attend to it. step: what runs
+    one supervision step (default model itself; generate passes a compiled one). Returns the last
+    token's logits [B, V] and the steps each row used [B]."""
+    cfg = model.config
+    B, L = idx.shape
+    dev = idx.device
+    n = sites_per_step(cfg)
+    step = step or model
+    sites = lambda s: None
+    if cache is not None:
+        if pos + L > cfg.block_size:
+            raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
+        if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
+            autocasting = torch.is_autocast_enabled(dev.type)
+            dtype = torch.get_autocast_dtype(dev.type) if autocasting else model.lm_head.weight.dtype
+            cache.allocate(n_sup * n, (B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
+        if len(cache.k) < n_sup * n or cache.k[0].size(0) != B:
+            raise ValueError(f"this cache holds {len(cache.k) // n} steps of batch {cache.k[0].size(0)}, "
+                             f"not {n_sup} of batch {B}: start a new KVCache()")
+        positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
+        mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
+        sites = lambda s: cache.step(s, n, positions, mask)
+    y = z = None
+    if model.q_head is None or halt_threshold >= 1.0:  # every row runs every step: no bookkeeping, no syncs
+        for s in range(n_sup):
+            logits, _, y, z = step(idx, y, z, sites(s))
+        return logits[:, -1], torch.full((B,), n_sup, dtype=torch.long)
+    last = torch.zeros(B, dtype=torch.long)  # the last step each row computed
+    done = torch.zeros(B, dtype=torch.bool)
+    for s in range(n_sup):
+        step_logits, q, y, z = step(idx, y, z, sites(s))
+        running = ~done
+        if s == 0:
+            logits = step_logits[:, -1]
+        else:
+            logits = torch.where(running.to(dev)[:, None], step_logits[:, -1], logits)
+        last[running] = s
+        done |= halted(q[:, -1], halt_threshold).cpu()
+        if done.all():
+            break
+    if cache is not None:  # fill the sites of the steps a row skipped
+        for s in range(1, n_sup):
+            for r in (last < s).nonzero().flatten().tolist():
+                src = last[r].item() * n
+                for j in range(n):
+                    for kv in (cache.k, cache.v):
+                        kv[s * n + j][r, :, pos:pos + L] = kv[src + j][r, :, pos:pos + L]
+    return logits, last + 1
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None, halt_threshold=1.0,
+             use_cache=True, compile=False):
+    """Sample max_new_tokens after idx [B, T] (temperature 0: greedy). Returns the extended idx and the
+    supervision steps behind each new token [B, max_new_tokens].
+
+    The context is a window of at most block_size tokens. When a new token would overflow it, the
+    window slides to its last block_size // 2 tokens and the cache is refilled from them, so every
+    distribution equals a full recomputation over the current window (use_cache=False recomputes it for
+    every token, for reference and benchmarks). compile: torch.compile the supervision step (one-token
+    steps with the cache, whole windows without; prefills run eager)."""
+    n_sup = n_sup or model.n_sup
+    block = model.config.block_size
+    step = compiled_step(model, use_cache) if compile else None
+    # without halting, a cached token is one compiled call: every supervision step and the sampling
+    fused = None
+    if compile and use_cache and (model.q_head is None or halt_threshold >= 1.0):
+        fused = compiled_token()
+    start = max(0, idx.size(1) - block)  # first position of the window
+    cache = None
+    steps = []
+    idx_next = None
+    for _ in range(max_new_tokens):
+        if idx.size(1) - start > block:
+            start = idx.size(1) - block // 2
+            cache = None
+        if not use_cache:
+            logits, used = decode(model, idx[:, start:], None, 0, n_sup, halt_threshold, step)
+        elif cache is None:  # prefill the window in one pass (every token runs all steps)
+            cache = KVCache()
+            logits, used = decode(model, idx[:, start:], cache, 0, n_sup)
+        elif fused is not None:
+            p = idx.size(1) - 1 - start
+            idx_next = fused(model, idx_next, cache, cache.slots[p:p + 1], cache.causal[p:p + 1], n_sup,
+                             temperature, top_k)
+            idx = torch.cat([idx, idx_next], dim=1)
+            steps.append(torch.full((idx.size(0),), n_sup, dtype=torch.long))
+            continue
+        else:
+            logits, used = decode(model, idx_next, cache, idx.size(1) - 1 - start, n_sup, halt_threshold, step)
+        idx_next = sample_token(logits, temperature, top_k)
+        idx = torch.cat([idx, idx_next], dim=1)
+        steps.append(used)
+    return idx, torch.stack(steps, dim=1)
+
+
+def sample_token(logits, temperature, top_k=None):
+    """The next token per row [B, 1] from logits [B, V]: greedy at temperature 0, else a sample of
+    softmax(logits / temperature) restricted to the top_k. Gumbel-max (argmax of the logits plus Gumbel
+    noise draws exactly from the softmax) rather than multinomial, so that it compiles into the step."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -float('inf'))
+    gumbel = -torch.log(-torch.log(torch.rand_like(logits)))
+    return (logits + gumbel).argmax(-1, keepdim=True)
+
+
+# generate(compile=True) compiles a whole cached token (all supervision steps and the sampling, when
+# nothing halts) or else one supervision step. One-token steps over the preallocated cache have fixed
+# shapes (dynamic=False: one graph, no recompiles), while recomputed windows grow by a token every step
+# (dynamic=True). A token is a
+# few dozen tiny kernels, so the C++ wrapper (no Python between kernels) matters here, and so does
+# decompose_mm_pass: on the CPU it turns a one-row matmul (batch 1 decoding) into a multiply-and-sum that
+# inductor fuses with its neighbours, where a call into the BLAS costs more than the arithmetic (1.25x per
+# cached token, measured).
+COMPILE_OPTIONS = {'cpp_wrapper': True, 'post_grad_fusion_options': {'decompose_mm_pass': {}}}
+_compiled = {}
+
+
+def _cached_step(model, idx, y, z, cache):  # one-token steps over the preallocated cache
+    return model(idx, y, z, cache)
+
+
+def _window_step(model, idx, y, z, cache):  # cache is None: the whole window, recomputed
+    return model(idx, y, z)
+
+
+def _cached_token(model, idx, cache, positions, mask, n_sup, temperature, top_k):
+    # one new token per row at the cache slots `positions`, all steps, no halting -> the next token
+    n = sites_per_step(model.config)
+    y = z = None
+    for s in range(n_sup):
+        logits, _, y, z = model(idx, y, z, cache.step(s, n, positions, mask))
+    return sample_token(logits[:, -1], temperature, top_k)
+
+
+def compiled_token():
+    if 'token' not in _compiled:
+        _compiled['token'] = torch.compile(_cached_token, dynamic=False, options=COMPILE_OPTIONS)
+    return _compiled['token']
+
+
+def compiled_step(model, use_cache):
+    """One supervision step, compiled: over one-token cached steps (fixed shapes) or whole windows."""
+    if use_cache not in _compiled:  # separate functions: separate dynamo caches
+        fn = _cached_step if use_cache else _window_step
+        _compiled[use_cache] = torch.compile(fn, dynamic=not use_cache, options=COMPILE_OPTIONS)
+    return functools.partial(_compiled[use_cache], model)

@@ -1,0 +1,117 @@
+"""Tests of generate.py: the KV cache through the recursion against full recomputation (float64),
+window slides, halting, the compiled step, sampling."""
+import pytest
+import torch
+
+from generate import KVCache, compiled_step, decode, generate, sample_token, sites_per_step
+from model import GPT, GPTConfig
+
+
+def gen_model(**kw):
+    torch.manual_seed(0)
+    base = dict(block_size=16, vocab_size=37, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
+                n_loops=2, T_recursion=2, n_sup=3)
+    base.update(kw)
+    return GPT(GPTConfig(**base)).double().eval()
+
+
+@pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'recursion': False, 'norm_position': 'pre'}])
+def test_cached_decoding_equals_recomputation(kw):
+    m = gen_model(**kw)
+    seq = torch.randint(0, 37, (2, 14))
+    for n_sup in sorted({1, m.n_sup}):
+        cache = KVCache()
+        logits, used = decode(m, seq[:, :5], cache, 0, n_sup)  # prefill a 5-token prompt in one pass
+        for t in range(5, seq.size(1) + 1):
+            ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
+            torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+            assert used.tolist() == [n_sup, n_sup]
+            if t < seq.size(1):
+                logits, used = decode(m, seq[:, t:t + 1], cache, t, n_sup)
+
+
+def test_generation_slides_past_block_size_exactly():
+    m = gen_model()
+    prompt = torch.randint(0, 37, (2, 6))
+    cached, _ = generate(m, prompt, 40, temperature=0)
+    recomputed, _ = generate(m, prompt, 40, temperature=0, use_cache=False)
+    assert cached.shape == (2, 46) and torch.equal(cached, recomputed)
+    # the last token was sampled from a full recomputation over the window it was in (slide to block/2)
+    start = 6
+    for length in range(6, 45):
+        if length + 1 - start > 16:
+            start = length + 1 - 8
+    logits = list(m.supervision_steps(cached[:, start:45]))[-1][0][:, -1]
+    assert torch.equal(logits.argmax(-1), cached[:, 45])
+
+
+def test_sampling_is_deterministic_for_a_seed():
+    m = gen_model()
+    prompt = torch.randint(0, 37, (1, 4))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        outs.append(generate(m, prompt, 20, temperature=1.0, top_k=10)[0])
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_halting_fills_skipped_steps_from_the_last_computed_one():
+    m = gen_model()
+    cache = KVCache()
+    seq = torch.randint(0, 37, (2, 6))
+    decode(m, seq[:, :5], cache, 0, 3)
+    logits, used = decode(m, seq[:, 5:], cache, 5, 3, halt_threshold=0.0)  # sigmoid(q) > 0: halt after step 1
+    assert used.tolist() == [1, 1]
+    ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
+    torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+    per_step = sites_per_step(m.config)
+    assert len(cache.k) == len(cache.v) == 3 * per_step  # one tensor per site
+    assert all(kv.shape == (2, 2, 16, 8) for kv in cache.k + cache.v)  # [B, n_kv_head, block_size, head_dim]
+    for j in range(per_step):
+        for s in (1, 2):
+            for kv in (torch.stack(cache.k), torch.stack(cache.v)):
+                assert torch.equal(kv[s * per_step + j, :, :, 5], kv[j, :, :, 5])
+                assert not torch.equal(kv[s * per_step + j, :, :, 4], kv[j, :, :, 4])  # earlier tokens keep their own steps
+
+
+def test_halting_uses_fewer_steps():
+    m = gen_model()
+    with torch.no_grad():  # a q-head that says "right" for some tokens and not others
+        m.q_head.weight.normal_(0, 1.0)
+        m.q_head.bias.zero_()
+    prompt = torch.randint(0, 37, (3, 4))
+    _, full = generate(m, prompt, 30, temperature=0)
+    _, steps = generate(m, prompt, 30, temperature=0, halt_threshold=0.5)
+    assert (full == 3).all()
+    assert steps.min() >= 1 and steps.max() <= 3
+    assert steps.sum() < full.sum() and (steps < 3).any() and (steps == 3).any()
+
+
+def test_compiled_cached_step_equals_eager():
+    # the compiled one-token step (static shapes over the preallocated cache) against eager decoding
+    m = gen_model(n_layer=1, n_loops=1, T_recursion=1, n_sup=2)
+    step = compiled_step(m, use_cache=True)
+    seq = torch.randint(0, 37, (1, 12))  # batch 1: one-row matmuls, which the compiled step decomposes
+    eager, compiled = KVCache(), KVCache()
+    decode(m, seq[:, :4], eager, 0, 2)
+    decode(m, seq[:, :4], compiled, 0, 2)  # prefills run eager in generate too
+    for t in range(4, seq.size(1)):
+        ref, _ = decode(m, seq[:, t:t + 1], eager, t, 2)
+        logits, used = decode(m, seq[:, t:t + 1], compiled, t, 2, step=step)
+        torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+        assert used.tolist() == [2]
+    torch.testing.assert_close(compiled.k, eager.k, rtol=0, atol=1e-12)
+    # and through generate, sliding past block_size (16) twice
+    for B in (1, 2):
+        prompt = torch.randint(0, 37, (B, 3))
+        assert torch.equal(generate(m, prompt, 30, temperature=0, compile=True)[0], generate(m, prompt, 30, temperature=0)[0])
+
+
+def test_sample_token_draws_from_the_top_k_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]).expand(40000, -1)
+    counts = torch.bincount(sample_token(logits, 0.7, top_k=3)[:, 0], minlength=5).double() / 40000
+    expect = torch.softmax(logits[0, :3].double() / 0.7, -1)
+    assert counts[3:].sum() == 0  # outside the top 3: never
+    torch.testing.assert_close(counts[:3], expect, rtol=0, atol=0.01)
+    assert torch.equal(sample_token(logits[:2], 0), torch.zeros(2, 1, dtype=torch.long))  # greedy
