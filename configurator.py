@@ -1,8 +1,11 @@
 """
-nanoGPT-style configurator, with checks. In a script whose globals are its defaults:
+nanoGPT-style configurator, with checks. In a script whose globals are its defaults (sample.py, bench.py):
 
-    from configurator import configure
-    globals().update(configure(globals(), sys.argv[1:]))
+    from configurator import from_command_line
+    globals().update(from_command_line(globals()))
+
+train.py's keys and defaults live in config/defaults.py (train_defaults()), so that bench.py, ablate.py and
+the tests build a config exactly as train.py does.
 
     $ python train.py config/override_file.py --batch_size=32
 
@@ -13,6 +16,7 @@ match the default's, raises ConfigError with one line naming the key.
 """
 import ast
 import os
+import sys
 
 SIMPLE_TYPES = (bool, int, float, str, type(None))
 
@@ -40,21 +44,19 @@ def check_type(key, value, default, where):
                       f"expected {type(default).__name__} (default {default!r})")
 
 
-def script_defaults(path):
-    """The defaults of a script like train.py without running it: the literal top-level assignments
-    before its configure() call. Lets bench.py and tests read presets exactly as train.py would."""
+def run_config_file(path, config):
+    """The simple values a config file sets, executed over config (a config may build on another:
+    see config/conservative_plain.py)."""
+    scope = dict(config, __file__=path)
     with open(path) as f:
-        tree = ast.parse(f.read(), path)
-    defaults = {}
-    for node in tree.body:
-        if 'configure(' in ast.unparse(node):
-            break
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                defaults[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return defaults
+        exec(compile(f.read(), path, 'exec'), scope)
+    return {k: v for k, v in scope.items() if not k.startswith('_') and isinstance(v, SIMPLE_TYPES)}
+
+
+def train_defaults():
+    """train.py's config keys and their defaults: config/defaults.py (bench.py, ablate.py and the tests
+    build configs exactly as train.py does)."""
+    return run_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config', 'defaults.py'), {})
 
 
 def configure(namespace, argv):
@@ -65,12 +67,7 @@ def configure(namespace, argv):
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
                 raise ConfigError(f"config file {arg!r} not found (expected e.g. config/shakespeare_char.py)")
-            scope = dict(config, __file__=arg)  # a config may build on another: see config/conservative_plain.py
-            with open(arg) as f:
-                exec(compile(f.read(), arg, 'exec'), scope)
-            for key, value in scope.items():
-                if key.startswith('_') or not isinstance(value, SIMPLE_TYPES) or key == '__builtins__':
-                    continue
+            for key, value in run_config_file(arg, config).items():
                 if key not in config:
                     raise ConfigError(f"{arg}: unknown config key {key!r} (known keys: {', '.join(sorted(keys))})")
                 config[key] = check_type(key, value, namespace[key], arg)
@@ -88,3 +85,12 @@ def configure(namespace, argv):
                 value = text  # --out_dir=123 stays a string
             config[key] = check_type(key, value, namespace[key], arg)
     return config
+
+
+
+def from_command_line(defaults):
+    """configure(defaults, sys.argv[1:]) for a script; a bad argument exits with its one-line error."""
+    try:
+        return configure(defaults, sys.argv[1:])
+    except ConfigError as e:
+        sys.exit(f"error: {e}")

@@ -9,8 +9,8 @@ rule checkers and metrics for Sudoku, mazes and ARC. Data comes from data/<name>
 
 Typical use by a trainer:
 
-    data = load('data/sudoku', 'train')
-    b = get_batch(data, rng.integers(0, len(data['inputs']), 32), rng, augment=True)
+    data = load_split('data/sudoku', 'train')
+    b = batch_arrays(data, rng.integers(0, len(data['inputs']), 32), rng, augment=True)
     x, y = torch.from_numpy(b['inputs']), torch.from_numpy(b['labels'])       # int64 [B, L]
     back = invert(data['meta']['augmentation'], preds, b['aug'])              # predictions, original frame
 
@@ -28,6 +28,11 @@ import os
 from collections import deque
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lm import cross_entropy
+from model import halted
 
 IGNORE = -100
 # maze tokens
@@ -42,7 +47,7 @@ DIHEDRAL_INV = [0, 3, 2, 1, 4, 5, 6, 7]  # rotations undo by the opposite rotati
 
 # ----------------------------------------------------------------------------- loading and batches
 
-def load(data_dir, split):
+def load_split(data_dir, split):
     """dict with 'inputs', 'labels' (and 'puzzle_ids' for ARC) as numpy arrays, plus 'meta'."""
     meta_path = os.path.join(data_dir, 'meta.json')
     if not os.path.exists(meta_path):
@@ -64,8 +69,8 @@ def load(data_dir, split):
     return out
 
 
-def get_batch(data, ix, rng, augment=True, n_aug=ARC_N_AUG, aug_ids=None):
-    """Rows ix of data (from load), augmented per row if augment. Returns a dict of numpy arrays:
+def batch_arrays(data, ix, rng, augment=True, n_aug=ARC_N_AUG, aug_ids=None):
+    """Rows ix of data (from load_split), augmented per row if augment. Returns a dict of numpy arrays:
     inputs, labels (int64 [B, L]), aug (the parameters invert() needs), ix, and for ARC puzzle_ids,
     aug_ids and emb_ids = puzzle_ids * n_aug + aug_ids (the puzzle-embedding row; table size
     meta['num_puzzle_ids'] * n_aug). ARC: aug_ids given = use those augmentations (for voting,
@@ -96,7 +101,7 @@ def augment(kind, inputs, labels, rng, n_aug=ARC_N_AUG):
     return _augment(kind, inputs, labels, rng, n_aug)
 
 
-def _augment(kind, inputs, labels, rng, n_aug):  # (get_batch's `augment` flag hides the public name)
+def _augment(kind, inputs, labels, rng, n_aug):  # (batch_arrays' `augment` flag hides the public name)
     if kind == 'arc':
         return augment_arc(inputs, labels, rng, n_aug)
     if kind == 'sudoku':
@@ -369,10 +374,8 @@ def arc_evaluate(preds, aug_ids, ix, labels, puzzle_ids, scores=None):
     return arc_score(hits, np.asarray(puzzle_ids)[pairs])
 
 
-# ----------------------------------------------------------------------------- puzzles as text (sample.py)
+# ----------------------------------------------------------------------------- puzzles as text (solve.py)
 
-# the puzzle a model solves follows from its token format: (vocab_size, seq_len) -> kind
-KINDS = {(11, 81): 'sudoku', (6, 900): 'maze', (12, 900): 'arc'}
 MAZE_CHARS = {'#': MAZE_WALL, '.': MAZE_OPEN, 'S': MAZE_START, 'G': MAZE_GOAL, '*': MAZE_OPEN}  # '*' (path) reads as open
 TEXT_FORMATS = {
     'sudoku': "81 characters, row by row: digits 1-9, '.' or '0' for a blank (whitespace ignored), "
@@ -383,8 +386,13 @@ TEXT_FORMATS = {
 }
 
 
+def kind_of(vocab_size, seq_len):
+    """The puzzle kind of a token format, for a checkpoint whose data folder is not at hand."""
+    return {(11, 81): 'sudoku', (6, 900): 'maze', (12, 900): 'arc'}[(vocab_size, seq_len)]
+
+
 def parse_puzzle(kind, text, arc_test=0):
-    """A puzzle in its text format (TEXT_FORMATS; sample.py reads files first) as (input tokens [L], expected
+    """A puzzle in its text format (TEXT_FORMATS; solve.py reads files first) as (input tokens [L], expected
     answer tokens or None). ValueError with what is wrong and the format otherwise."""
     fmt = f"expected {TEXT_FORMATS[kind]}"
     if kind == 'sudoku':
@@ -462,60 +470,135 @@ def puzzle_verdict(kind, x, answer, expected=None):
     return f"ARC has no rules to check; {'matches' if ok else 'differs from'} the task file's expected output"
 
 
-# ----------------------------------------------------------------------------- writing prepared data
+# ----------------------------------------------------------------------------- the puzzle task (train.py's surface: see lm.py)
 
-def write_atomic(path, write):
-    tmp = path + '.tmp'
-    write(tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+SPLITS = ('train', 'test')
+SCHEDULES = ('trm', 'batch')
 
 
-def save_npy(path, arr):
-    def w(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, arr)
-    write_atomic(path, w)
+def load(data_dir, config):
+    """Both splits; kind: sudoku, maze or arc (the data's augmentation); n_aug: augmentations per task,
+    each with its own puzzle embedding (ARC), else 1."""
+    splits = {split: load_split(data_dir, split) for split in SPLITS}
+    meta = splits['train']['meta']
+    kind = meta['augmentation']
+    n_aug = config['arc_n_aug'] if kind == 'arc' else 1
+    if kind == 'arc' and not 1 <= config['arc_eval_votes'] <= n_aug:
+        raise ValueError(f"arc_eval_votes={config['arc_eval_votes']} must be in 1..arc_n_aug={n_aug} "
+                         f"(one vote per augmentation)")
+    return {'splits': splits, 'meta': meta, 'kind': kind, 'n_aug': n_aug, 'system': None}
 
 
-# ----------------------------------------------------------------------------- the trm schedule's carry
+def model_args(data, config):
+    """The token format fixes vocabulary and length; bidirectional; one puzzle embedding row per
+    (task, augmentation)."""
+    meta = data['meta']
+    return {'vocab_size': meta['vocab_size'], 'block_size': meta['seq_len'], 'causal': False,
+            'num_puzzle_ids': meta.get('num_puzzle_ids', 1) * data['n_aug']}
 
-def refill_carry(carry, fresh, yz_init, seq_len):
-    """The rows in flight for the next supervision step (torch tensors): rows that halted are replaced by
-    the rows of `fresh` (a dict: X, Y, P) and restart from y/z init ([2, D]) with 0 steps; the others keep
-    their data, (y, z) and step count. carry None: every row is fresh."""
-    import torch
-    n, dev = len(fresh['X']), fresh['X'].device
-    y_init, z_init = (v.to(dev).expand(n, seq_len, -1) for v in yz_init)
-    if carry is None:
-        carry = dict(fresh, y=y_init, z=z_init, steps=torch.zeros(n, dtype=torch.long, device=dev),
-                     halted=torch.ones(n, dtype=torch.bool, device=dev))
-    h = carry['halted']
-    keep = lambda new, old: torch.where(h.view(-1, *[1] * (new.dim() - 1)), new, old)
-    out = {k: keep(v, carry[k]) for k, v in fresh.items() if v is not None}
-    out['y'], out['z'] = keep(y_init, carry['y']), keep(z_init, carry['z'])
-    out['steps'] = torch.where(h, 0, carry['steps'])
+
+def draw(data, generator, shape):
+    """Random training rows, and the seed their augmentations are drawn from."""
+    ix = torch.randint(len(data['splits']['train']['inputs']), shape, generator=generator)
+    return ix, int(torch.randint(2 ** 62, (), generator=generator))
+
+
+def get_batch(data, split, ix, aug_seed=None):
+    """Rows ix, augmented with a generator seeded by aug_seed (None: as they are)."""
+    b = batch_arrays(data['splits'][split], ix.numpy(), np.random.default_rng(aug_seed),
+                     augment=aug_seed is not None, n_aug=data['n_aug'])
+    puzzle_ids = b.get('emb_ids', np.zeros(len(ix), np.int64))
+    return torch.from_numpy(b['inputs']), torch.from_numpy(b['labels']), torch.from_numpy(puzzle_ids)
+
+
+def eval_rows(data, split, generator, config, rank, world_size):
+    """eval_iters fixed batches of consecutive rows, spread over the ranks, no augmentation."""
+    n, B = len(data['splits'][split]['inputs']), config['batch_size']
+    return [(torch.arange(B) + (i * world_size + rank) * B) % n for i in range(config['eval_iters'])]
+
+
+def losses(logits, q, X, Y, data, config):
+    """Cross-entropy (softmax or stable-max) per puzzle, then the mean over puzzles (TRM); the q-head
+    (one logit per puzzle) learns whether the whole answer is right: (loss, ACT BCE, q accuracy)."""
+    mask = Y != IGNORE
+    ce = cross_entropy(logits, Y, config['loss'])
+    loss = (ce.sum(1) / mask.sum(1).clamp(min=1)).mean()
+    if q is None:
+        return loss, None, None
+    solved = ((logits.argmax(-1) == Y) | ~mask).all(1)
+    q = q.float()
+    bce = F.binary_cross_entropy_with_logits(q, solved.float())
+    return loss, bce, (halted(q) == solved).float().mean()
+
+
+def batch_metrics(logits, q, X, Y, data):
+    """Exact (whole puzzle) and cell accuracy, and for Sudoku and mazes the share of answers that obey
+    the rules (any valid answer counts, not only the label)."""
+    pred, mask = logits.argmax(-1), Y != IGNORE
+    right = (pred == Y) & mask
+    out = {'exact': (right.sum(1) == mask.sum(1)).float().mean(), 'cell': right.sum() / mask.sum()}
+    if data['kind'] == 'sudoku':
+        out['valid'] = float(sudoku_valid(X.cpu().numpy(), pred.cpu().numpy()).mean())
+    elif data['kind'] == 'maze':
+        out['valid'] = float(np.mean([maze_path_ok(x, p) for x, p in zip(X.cpu().numpy(), pred.cpu().numpy())]))
     return out
 
 
-def stablemax_cross_entropy(logits, Y):
-    """TRM's stable-max cross-entropy [B, L] (0 where Y is ignored, -100): s(x) = x + 1 for x >= 0 and
-    1 / (1 - x) below replace exp in the softmax; computed in float64, as the paper's code."""
-    import torch
-    x = logits.double()
-    # the unused branch is clamped: at x == 1 (common with bf16 logits) 1 / (1 - x) is inf, and its
-    # gradient times where()'s 0 is NaN. Same values and gradients as the official code's 1 - x + 1e-30
-    s_x = torch.where(x < 0, 1 / (1 - x.clamp(max=0)), x + 1)
-    logp = torch.log(s_x.gather(-1, Y.clamp(min=0)[..., None])[..., 0] / s_x.sum(-1))
-    return torch.where(Y != -100, -logp, 0).float()
+def eval_outputs(logits):
+    return None
 
 
-def halted_after_step(steps, q, n_sup, explore_prob):
-    """Which rows stop after this step: n_sup steps done, or the q-head says "right" (q > 0) and the row
-    has reached its minimum; a row explores (with explore_prob) by drawing a minimum of 2..n_sup steps."""
-    import torch
-    halted = steps >= n_sup
-    if q is not None:
-        explore = torch.rand(len(steps), device=steps.device) < explore_prob
-        min_steps = torch.randint(2, n_sup + 1, (len(steps),), device=steps.device) * explore
-        halted |= (q.detach() > 0) & (steps >= min_steps)
-    return halted
+@torch.no_grad()
+def eval_split(model, data, split, X, Y, outputs, config, run):
+    """ARC's score at every supervision step, on the test split: each test pair is solved under
+    arc_eval_votes augmentations, each answer mapped back by the inverse augmentation, cropped at EOS and
+    voted on (arc_pair_hits); pass@k: the right grid is among the k most voted. Pairs are spread over the
+    ranks, which all run the same number of batches (FSDP runs forwards in lockstep); the hits are
+    summed over the ranks."""
+    if data['kind'] != 'arc' or split != 'test':
+        return {}
+    test, K, S, n_aug = data['splits']['test'], config['arc_eval_votes'], model.n_sup, data['n_aug']
+    n = min(config['arc_eval_pairs'] or len(test['inputs']), len(test['inputs']))
+    slots = np.arange(run.rank, -(-n // run.world_size) * run.world_size, run.world_size)  # this rank's pairs, padded
+    rows = slots % n
+    ix = np.repeat(rows, K)
+    aug_ids = np.tile(arc_vote_ids(K, n_aug), len(rows))
+    preds = [[] for _ in range(S)]
+    for b in range(0, len(ix), config['batch_size']):
+        batch = batch_arrays(test, ix[b:b + config['batch_size']], None, aug_ids=aug_ids[b:b + config['batch_size']],
+                             n_aug=n_aug)
+        inputs, puzzle_ids = (torch.from_numpy(batch[k]).to(run.device) for k in ('inputs', 'emb_ids'))
+        with run.ctx:
+            for s, (logits, _) in enumerate(model.supervision_steps(inputs, puzzle_ids=puzzle_ids)):
+                preds[s].append(logits.argmax(-1).cpu().numpy())
+    hits = torch.zeros(S, n, 2, device=run.device)
+    own = np.repeat(slots < n, K)  # padding repeats pairs of other ranks: not counted here
+    for s in range(S):
+        pairs, h = arc_pair_hits(np.concatenate(preds[s])[own], aug_ids[own], ix[own], test['labels'])
+        hits[s, torch.from_numpy(pairs)] = torch.from_numpy(h).float().to(run.device)
+    run.all_reduce(hits)
+    hits = hits.cpu().numpy()
+    out = {}
+    for s in range(S):
+        score = arc_score(hits[s], test['puzzle_ids'][:n])
+        out.update({f'test_{k}_s{s + 1}': score[k] for k in ('pass@1', 'pass@2', 'task_pass@1', 'task_pass@2')})
+    return out
+
+
+def summary(metrics, split, S, config):
+    per_step = lambda k: ' '.join(f"{metrics[f'test_{k}_s{s + 1}']:.3f}" for s in range(S))
+    line = f"  test exact accuracy per step: {per_step('exact')}; cell {metrics[f'test_cell_s{S}']:.3f}"
+    if f'test_valid_s{S}' in metrics:
+        line += f", rules {metrics[f'test_valid_s{S}']:.3f}"
+    if 'test_halt_step' in metrics:
+        line += f", halting step {metrics['test_halt_step']:.2f}"
+    if f'test_pass@1_s{S}' in metrics:
+        line += (f"\n  test ARC pass@1 per step: {per_step('pass@1')}; pass@2 {metrics[f'test_pass@2_s{S}']:.3f}, "
+                 f"per task pass@1 {metrics[f'test_task_pass@1_s{S}']:.3f} / pass@2 "
+                 f"{metrics[f'test_task_pass@2_s{S}']:.3f} ({config['arc_eval_votes']} votes per pair)")
+    return line
+
+
+def log_speed(tok_per_s, block_size, steps_per_iter):
+    """Samples x supervision steps per second: the official TRM code's throughput unit."""
+    return {'samples_steps_per_s': tok_per_s / block_size * steps_per_iter}

@@ -1,4 +1,4 @@
-"""The presets in config/: DESIGN.md's sizes, one real training step each, and their baselines."""
+"""The presets in config/: their sizes, one real training step each, and their baselines."""
 import os
 
 import pytest
@@ -6,18 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT
-from configurator import configure, script_defaults
+from configurator import configure, train_defaults
 from model import GPT, GPTConfig
 
-# DESIGN.md's table: n_layer, n_embd, n_head, n_kv_head, n_loops, T_recursion, n_sup, block_size
-DESIGN = {'conservative': (12, 768, 12, 4, 3, 2, 8, 1024), 'balanced': (16, 1024, 16, 4, 4, 2, 8, 1024),
+# the presets' sizes: n_layer, n_embd, n_head, n_kv_head, n_loops, T_recursion, n_sup, block_size
+SIZES = {'conservative': (12, 768, 12, 4, 3, 2, 8, 1024), 'balanced': (16, 1024, 16, 4, 4, 2, 8, 1024),
           'aggressive': (20, 1024, 16, 4, 4, 2, 12, 1024), 'cloud': (24, 1536, 16, 4, 4, 2, 12, 2048)}
 KEYS = ('n_layer', 'n_embd', 'n_head', 'n_kv_head', 'n_loops', 'T_recursion', 'n_sup', 'block_size')
 
 
 def preset(name, *overrides):
     """The config train.py would run for `python train.py config/<name>.py <overrides>`."""
-    return configure(script_defaults(os.path.join(ROOT, 'train.py')),
+    return configure(train_defaults(),
                      [os.path.join(ROOT, 'config', f'{name}.py'), *overrides])
 
 
@@ -27,11 +27,11 @@ def build(config, device=None):
         return GPT(GPTConfig(**dict(args, vocab_size=50304, causal=True)))
 
 
-@pytest.mark.parametrize('name', DESIGN)
+@pytest.mark.parametrize('name', SIZES)
 def test_preset_has_design_sizes_and_trains_one_step(name):
     cfg = preset(name, '--block_size=16')
-    assert tuple(cfg[k] for k in KEYS[:-1]) == DESIGN[name][:-1]
-    assert preset(name)['block_size'] == DESIGN[name][-1]
+    assert tuple(cfg[k] for k in KEYS[:-1]) == SIZES[name][:-1]
+    assert preset(name)['block_size'] == SIZES[name][-1]
     assert cfg['dataset'] == 'openwebtext' and cfg['dtype'] == 'bfloat16' and cfg['compile']
     assert cfg['n_head'] % cfg['n_kv_head'] == 0 and cfg['n_embd'] % cfg['n_head'] == 0
     torch.manual_seed(0)
@@ -48,7 +48,7 @@ def test_preset_has_design_sizes_and_trains_one_step(name):
     assert torch.isfinite(logits2).all()
 
 
-@pytest.mark.parametrize('name', DESIGN)
+@pytest.mark.parametrize('name', SIZES)
 def test_plain_baseline_has_the_same_blocks(name):
     rec, plain = build(preset(name), 'meta'), build(preset(f'{name}_plain'), 'meta')
     assert not plain.config.recursion and plain.config.norm_position == 'pre'
@@ -56,7 +56,7 @@ def test_plain_baseline_has_the_same_blocks(name):
     assert shapes(rec) == shapes(plain)
 
 
-@pytest.mark.parametrize('name', DESIGN)
+@pytest.mark.parametrize('name', SIZES)
 def test_isoflop_baseline_spends_the_recursions_flops(name):
     rec, iso = preset(name), preset(f'{name}_isoflop')
     assert not iso['recursion'] and iso['n_embd'] == rec['n_embd'] and iso['n_layer'] > rec['n_layer']
@@ -71,7 +71,7 @@ def test_isoflop_baseline_spends_the_recursions_flops(name):
 def test_readme_table_has_the_real_parameter_counts():
     import re
     readme = open(os.path.join(ROOT, 'README.md')).read()
-    for name in DESIGN:
+    for name in SIZES:
         m = build(preset(name), 'meta')
         row = re.search(rf'^\| {name} \| ([\d.]+)M \| ([\d.]+)M \|', readme, re.M)
         assert row, f"no README row for {name}"

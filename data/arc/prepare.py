@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from puzzles import ARC_N_AUG, arc_encode, save_npy, write_atomic  # noqa: E402
+from common import save_npy, write_atomic  # noqa: E402
+from puzzles import ARC_N_AUG, arc_encode  # noqa: E402
 
 VERSIONS = {'arcagi': 'ARC-AGI-1', 'arcagi2': 'ARC-AGI-2'}
 

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from puzzles import (MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances, save_npy,  # noqa: E402
-                     write_atomic)
+from common import save_npy, write_atomic  # noqa: E402
+from puzzles import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances  # noqa: E402
 
 SIZE = 30
 DIFFICULTIES = {'easy': (10, 60), 'medium': (60, 109), 'hard': (110, None)}

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from puzzles import save_npy, write_atomic  # noqa: E402
+from common import save_npy, write_atomic  # noqa: E402
 
 ALL = 0x1FF  # candidate digits 1..9 as bits 0..8
 ROWS = [[r * 9 + c for c in range(9)] for r in range(9)]
