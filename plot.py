@@ -9,7 +9,8 @@ loss.png: train (dashed) and val/test (solid) loss at every supervision step vs 
 speed.png: training tokens/s vs iteration, a line per run.
 halting.png, when the evals logged halting (puzzle runs): the share of test puzzles halting at each
 supervision step at the last eval, and the mean halting step vs iteration.
-bench.py --ablate draws its val loss vs wall time and FLOPs with plot_ablation below.
+ablate.py draws its val loss vs wall time and FLOPs with plot_ablation, solve.py its control rollouts
+with plot_rollouts.
 """
 import json
 import os
@@ -115,6 +116,35 @@ def plot_ablation(runs, path):
     for ax in (by_time, by_flops):
         ax.legend(fontsize=7)
     return save(fig, path)
+
+
+def plot_rollouts(system, xs_pred, xs_opt, u_pred, u_opt, target, path):
+    """Control rollouts (solve.py): every state and control over time, predicted (solid) against optimal
+    (dashed), a colour per rollout; targets dotted. xs: [N, H+1, n], u: [N, H, m], target: [N, n]."""
+    n, m, H = system['n_state'], system['n_control'], system['horizon']
+    fig, axes = plt.subplots(n + m, 1, figsize=(7, 2 * (n + m)), sharex=True)
+    tx = [t * system['dt'] for t in range(H + 1)]
+    for i in range(len(xs_pred)):
+        c = f'C{i % 10}'
+        for d in range(n):
+            axes[d].plot(tx, xs_pred[i, :, d], color=c, label='predicted' if i == 0 else None)
+            axes[d].plot(tx, xs_opt[i, :, d], color=c, ls='--', label='optimal' if i == 0 else None)
+            axes[d].axhline(target[i, d], color=c, lw=0.6, ls=':')
+            axes[d].set_ylabel(f'state {d}')
+        for k in range(m):
+            for u, ls in ((u_pred, '-'), (u_opt, '--')):  # zero-order hold: the last value held to t = H dt
+                axes[n + k].step(tx, list(u[i, :, k]) + [u[i, -1, k]], where='post', color=c, ls=ls)
+            axes[n + k].set_ylabel(f'control {k}')
+    axes[0].legend(loc='best')
+    axes[-1].set_xlabel('time (s)')
+    ratio = (control_cost(system, xs_pred, u_pred, target) / control_cost(system, xs_opt, u_opt, target)).mean()
+    axes[0].set_title(f"{system['name']}: predicted (solid) vs optimal (dashed), mean cost ratio {ratio:.3f}", fontsize=10)
+    return save(fig, path)
+
+
+def control_cost(system, xs, u, target):
+    import control  # only rollout plots need torch
+    return control.cost(system, xs, u, target)
 
 
 if __name__ == '__main__':
