@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from common import task_module, task_of
+from common import gpt_args, task_module, task_of
 from configurator import ConfigError, configure, train_defaults
 from model import GPT, GPTConfig
 
@@ -44,9 +44,7 @@ def derive(c, data=None):
     task = task_module(task_of(data_dir))
     if data is None:
         data = task.load(data_dir, c)
-    args = {k: c[k] for k in GPTConfig.keys() if k in c}
-    args.update(task.model_args(data, c))
-    return task, data, args
+    return task, data, gpt_args(c, task, data)
 
 
 def run_ablation(path, train_args=(), ablate_dir=''):
