@@ -15,6 +15,7 @@ import sys
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
+from common import write_atomic
 from model import GPT, GPTConfig
 
 
@@ -36,9 +37,7 @@ def save(ckpt, path, check_finite=True):
     if check_finite and not all(torch.isfinite(t).all() for t in ckpt['model'].values() if t.is_floating_point()):
         print(f"not saving {path}: the weights are not finite (the previous checkpoint stays)")
         return False
-    tmp = path + '.tmp'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
     return True
 
 

@@ -31,6 +31,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+from common import save_json, write_atomic  # noqa: E402
+
 EOT = 50256
 EXTENSIONS = {'.txt': 'text', '.jsonl': 'json', '.json': 'json', '.parquet': 'parquet'}
 
@@ -210,12 +213,6 @@ def load_state(path, key, tmp_paths):
     return None
 
 
-def save_json_atomic(path, obj):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(obj, f)
-    os.replace(path + '.tmp', path)
-
-
 def write_bins(sources, args, key):
     """Tokenize sources ({'train': ds, maybe 'validation': ds}) into out_dir/train.bin and val.bin."""
     from tqdm import tqdm
@@ -259,12 +256,12 @@ def write_bins(sources, args, key):
             for f in files.values():
                 f.flush()  # data reaches the OS before the state that vouches for it
             state.update(part=k, docs=int(idx[-1]) + 1 if len(idx) else state['docs'])
-            save_json_atomic(state_path, state)
+            save_json(state_path, state)
             bar.update(len(idx))
             bar.set_postfix(train_tok=f"{state['tokens']['train']:,}", val_tok=f"{state['tokens']['val']:,}")
         bar.close()
         state.update(part=k + 1, docs=0)
-        save_json_atomic(state_path, state)
+        save_json(state_path, state)
     for f in files.values():
         os.fsync(f.fileno())
         f.close()
@@ -304,8 +301,9 @@ def main(description, out_dir, dataset, subset=None, val_size=0.0005, argv=None)
     except OSError as e:  # network gone mid-stream, disk full, ...: the state file lets a rerun resume
         sys.exit(f"error: {type(e).__name__}: {' '.join(str(e).split())[:300]}; "
                  f"rerun the same command to resume where it stopped")
-    meta = os.path.join(args.out_dir, 'meta.pkl')
-    with open(meta + '.tmp', 'wb') as f:
-        pickle.dump({'vocab_size': vocab_size, 'tokenizer': 'gpt2'}, f)
-    os.replace(meta + '.tmp', meta)
+
+    def dump_meta(tmp):
+        with open(tmp, 'wb') as f:
+            pickle.dump({'vocab_size': vocab_size, 'tokenizer': 'gpt2'}, f)
+    write_atomic(os.path.join(args.out_dir, 'meta.pkl'), dump_meta)
     print(f"wrote {args.out_dir}: train.bin {tokens['train']:,} tokens, val.bin {tokens['val']:,} tokens, meta.pkl")
