@@ -278,7 +278,8 @@ class GPT(nn.Module):
             if name.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
         if not cfg.tie_weights:
-            torch.nn.init.normal_(self.wte.weight, mean=0.0, std=1.0 / math.sqrt(cfg.n_features) if cfg.n_features else 1.0)
+            std = 1.0 / math.sqrt(cfg.n_features) if cfg.n_features else 1.0
+            torch.nn.init.normal_(self.wte.weight, mean=0.0, std=std)
         if cfg.trm_faithful:
             for m in linears:
                 fan_in = m.weight.size(1) if isinstance(m, nn.Linear) else cfg.n_embd
@@ -329,9 +330,9 @@ class GPT(nn.Module):
         return y, z
 
     def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
-        """One supervision step: (logits, q_logits, y, z). Only this step's last
-        cycle carries a graph, and the returned y, z are detached, so the caller can
-        backward right away and feed y, z to the next step. cache: generate.KVCache (decoding); pos: position of idx's first token.
+        """One supervision step: (logits, q_logits, y, z). Only this step's last cycle carries a graph,
+        and the returned y, z are detached, so the caller can backward right away and feed y, z to the
+        next step. cache: a generate.KVCache when decoding; pos: the position of idx's first token.
         q_logits: per token [B, L] when causal (LM), per sequence [B] otherwise (puzzles, control)."""
         cfg = self.config
         if pos + idx.size(1) > cfg.block_size or (cfg.mixer == 'mlp_t' and idx.size(1) != cfg.block_size):
