@@ -299,17 +299,15 @@ def evaluate(m):
                 targets.append(Y)
         for t in [*sums.values(), halt_sum, halt_hist]:  # every rank evaluates its own batches
             all_reduce(t)
-        means = {name: (total / (len(batches) * world_size)).tolist() for name, total in sums.items()}
+        n_batches = len(batches) * world_size
+        means = {name: (total / n_batches).tolist() for name, total in sums.items()}
         for s in range(S):
             for name, values in means.items():
                 out[f'{split}_{name}_s{s + 1}'] = values[s]
-        if outputs[0]:
-            out.update(task.eval_split(m, data, split, torch.cat(inputs), torch.cat(targets),
-                                       [torch.cat(o) for o in outputs], config, run))
-        else:
-            out.update(task.eval_split(m, data, split, None, None, None, config, run))
+        whole = (torch.cat(inputs), torch.cat(targets), [torch.cat(o) for o in outputs]) if inputs else (None,) * 3
+        out.update(task.eval_split(m, data, split, *whole, config, run))
         if per_sequence_q:
-            out[f'{split}_halt_step'] = halt_sum.item() / (len(batches) * world_size)
+            out[f'{split}_halt_step'] = halt_sum.item() / n_batches
             out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
     m.train(was_training)
     if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
