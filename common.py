@@ -24,6 +24,22 @@ def task_of(data_dir):
         return 'control' if 'horizon' in json.load(f) else 'puzzle'
 
 
+def prepare_command(dataset):
+    """The command that writes data/<dataset>, for the error when it is missing: its own prepare script,
+    a system of data/<script>/ (control), or a script whose name starts the dataset's (an --out_dir)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+    scripts = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, 'prepare.py')))
+    head, _, rest = dataset.partition('/')
+    if dataset in scripts:
+        return f"python data/{dataset}/prepare.py"
+    if rest and head in scripts:
+        return f"python data/{head}/prepare.py --system={rest}"
+    for script in scripts:
+        if dataset.startswith(script):
+            return f"python data/{script}/prepare.py --out_dir=data/{dataset}"
+    return f"a data/<name>/prepare.py script ({', '.join(scripts)})"
+
+
 def task_module(task):
     return importlib.import_module(TASK_MODULES[task])
 

@@ -15,6 +15,7 @@ strings otherwise). A key the script does not know, or a value whose type does n
 match the default's, raises ConfigError with one line naming the key.
 """
 import ast
+import difflib
 import os
 import sys
 
@@ -28,6 +29,12 @@ class ConfigError(ValueError):
 def config_keys(namespace):
     """The configurable globals of a script: public names bound to simple values."""
     return [k for k, v in namespace.items() if not k.startswith('_') and isinstance(v, SIMPLE_TYPES)]
+
+
+def closest(key, keys):
+    """'; did you mean ...?' with the known keys nearest to a mistyped one (listing all would be ~100)."""
+    near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(map(repr, near))}?" if near else "; see config/defaults.py for the keys"
 
 
 def check_type(key, value, default, where):
@@ -69,14 +76,14 @@ def configure(namespace, argv):
                 raise ConfigError(f"config file {arg!r} not found (expected e.g. config/shakespeare_char.py)")
             for key, value in run_config_file(arg, config).items():
                 if key not in config:
-                    raise ConfigError(f"{arg}: unknown config key {key!r} (known keys: {', '.join(sorted(keys))})")
+                    raise ConfigError(f"{arg}: unknown config key {key!r}{closest(key, keys)}")
                 config[key] = check_type(key, value, namespace[key], arg)
         else:
             key, sep, text = arg[2:].partition('=')
             if not sep:
                 raise ConfigError(f"argument {arg!r} must look like --key=value")
             if key not in config:
-                raise ConfigError(f"unknown config key {key!r} in {arg!r} (known keys: {', '.join(sorted(keys))})")
+                raise ConfigError(f"unknown config key {key!r} in {arg!r}{closest(key, keys)}")
             try:
                 value = ast.literal_eval(text)
             except (SyntaxError, ValueError):

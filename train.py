@@ -32,7 +32,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
-from common import gpt_args, runtime, task_module, task_of
+from common import gpt_args, prepare_command, runtime, task_module, task_of
 from configurator import from_command_line, train_defaults
 from ema import EMA
 from model import GPT, GPTConfig, halted
@@ -69,6 +69,8 @@ torch.backends.cudnn.allow_tf32 = True
 # data: data/<dataset> decides the task, and its module reads the data and fixes what the data fixes in
 # the model (vocabulary, lengths, widths)
 data_dir = os.path.join('data', dataset)
+if not os.path.isdir(data_dir):
+    sys.exit(f"error: {data_dir} does not exist; prepare it first: {prepare_command(dataset)}")
 task_name = task_of(data_dir)
 task = task_module(task_name)
 try:
@@ -234,7 +236,7 @@ def halted_after_step(steps, q):
     the row has reached its minimum; a row explores (with halt_exploration_prob) by drawing a minimum
     of 2..n_sup steps."""
     done = steps >= S
-    if q is not None:
+    if q is not None and S > 1:  # with one step every row is done
         explore = torch.rand(len(steps), device=steps.device) < halt_exploration_prob
         min_steps = torch.randint(2, S + 1, (len(steps),), device=steps.device) * explore
         done |= halted(q.detach()) & (steps >= min_steps)

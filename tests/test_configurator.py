@@ -46,3 +46,11 @@ def test_wrong_type_in_file(tmp_path):
     cfg.write_text("batch_size = '12'\n")
     with pytest.raises(ConfigError, match='batch_size'):
         configure(DEFAULTS, [str(cfg)])
+
+
+def test_unknown_key_suggests_the_closest_known_ones_in_a_short_line():
+    with pytest.raises(ConfigError) as e:
+        configure(DEFAULTS, ['--batch_sise=3'])
+    assert "did you mean 'batch_size'" in str(e.value) and len(str(e.value)) < 120
+    with pytest.raises(ConfigError, match='config/defaults.py'):
+        configure(DEFAULTS, ['--zzz=1'])

@@ -284,6 +284,14 @@ def test_tiny_model_learns_a_tiny_sudoku_set(sudoku_run):
     assert last['test_valid_s2'] >= last['test_exact_s2']  # an exact answer obeys the rules
 
 
+def test_trm_schedule_with_one_supervision_step_trains(run_dir):
+    # every row is done after its one step: no exploration draw of a minimum of 2..n_sup steps
+    make_sudoku_data(run_dir)
+    run_train(run_dir, *PUZZLE, '--out_dir=p', '--schedule=trm', '--mixer=mlp_t', '--n_sup=1')
+    evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
+    assert [r['iter'] for r in evals] == [0, 6] and 'test_exact_s1' in evals[1] and 'test_exact_s2' not in evals[1]
+
+
 def test_puzzle_recursion_off_trains_under_the_trm_schedule_setting(run_dir):
     # the plain baseline of a puzzle preset (schedule='trm'): one step, nothing to carry, so it trains per batch
     import subprocess
