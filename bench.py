@@ -27,7 +27,7 @@ import checkpoint
 import lm
 from ablate import derive, run_ablation
 from common import PTDTYPE, autocast, resolve_device, resolve_dtype, task_of
-from configurator import ConfigError, config_keys, configure, from_command_line, train_defaults
+from configurator import DEFAULTS_FILE, ConfigError, config_keys, configure, from_command_line, train_defaults
 from generate import KVCache, decode, generate, sites_per_step
 from model import GPT, GPTConfig
 
@@ -56,7 +56,7 @@ val_length = 128
 # -----------------------------------------------------------------------------
 BENCH_KEYS = config_keys(globals())
 DEFAULTS = {**train_defaults(), **{k: globals()[k] for k in BENCH_KEYS}}
-config = from_command_line(DEFAULTS)
+config = from_command_line(DEFAULTS, __file__, DEFAULTS_FILE)
 # bench.py's keys become globals; train.py's stay in config (config['compile'], ...): none shadows a builtin
 globals().update({k: config[k] for k in BENCH_KEYS})
 if threads:

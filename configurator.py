@@ -20,6 +20,7 @@ import os
 import sys
 
 SIMPLE_TYPES = (bool, int, float, str, type(None))
+DEFAULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config', 'defaults.py')  # train.py's keys
 
 
 class ConfigError(ValueError):
@@ -63,7 +64,7 @@ def run_config_file(path, config):
 def train_defaults():
     """train.py's config keys and their defaults: config/defaults.py (bench.py, ablate.py and the tests
     build configs exactly as train.py does)."""
-    return run_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config', 'defaults.py'), {})
+    return run_config_file(DEFAULTS_FILE, {})
 
 
 def configure(namespace, argv):
@@ -95,8 +96,18 @@ def configure(namespace, argv):
 
 
 
-def from_command_line(defaults):
-    """configure(defaults, sys.argv[1:]) for a script; a bad argument exits with its one-line error."""
+def from_command_line(defaults, *documented):
+    """configure(defaults, sys.argv[1:]) for a script; a bad argument exits with its one-line error.
+    --help (or -h) prints the config blocks of the `documented` files (the lines between their first
+    two '# ----' rules, or a whole config file): every key with its default and comment, then exits 0."""
+    if {'--help', '-h'} & set(sys.argv[1:]):
+        for path in documented:
+            with open(path) as f:
+                lines = f.read().splitlines()
+            rules = [i for i, line in enumerate(lines) if line.startswith('# ----')]
+            print('\n'.join(lines[rules[0] + 1:rules[1]] if len(rules) >= 2 else lines))
+        print(f"usage: python {os.path.basename(sys.argv[0])} [config/file.py ...] [--key=value ...]")
+        sys.exit(0)
     try:
         return configure(defaults, sys.argv[1:])
     except ConfigError as e:

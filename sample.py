@@ -38,7 +38,7 @@ halt_threshold = 1.0      # stop a token's steps once sigmoid(q) > this; 1.0 = n
 use_cache = True
 compile = False           # torch.compile the one-token step: ~2x faster tokens after a 5-60 s first compile
 # -----------------------------------------------------------------------------
-globals().update(from_command_line(globals()))
+globals().update(from_command_line(globals(), __file__))
 torch.manual_seed(seed)
 device, device_type, dtype, ctx = runtime(device, dtype)
 

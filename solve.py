@@ -47,7 +47,7 @@ target = ''
 num_samples = 3           # control rollouts
 plot = ''                 # PNG of the rollouts; '' = <out_dir>/control.png
 # -----------------------------------------------------------------------------
-globals().update(from_command_line(globals()))
+globals().update(from_command_line(globals(), __file__))
 torch.manual_seed(seed)
 device, device_type, dtype, ctx = runtime(device, dtype)
 

@@ -33,13 +33,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 from common import gpt_args, prepare_command, runtime, task_module, task_of
-from configurator import from_command_line, train_defaults
+from configurator import DEFAULTS_FILE, from_command_line, train_defaults
 from ema import EMA
 from model import GPT, GPTConfig, halted
 
 # -----------------------------------------------------------------------------
 # config: every key and its default is in config/defaults.py; config files and --key=value override them
-config = from_command_line(train_defaults())  # what is logged and checkpointed
+config = from_command_line(train_defaults(), DEFAULTS_FILE)  # what is logged and checkpointed
 globals().update(config)
 
 # processes: torchrun sets RANK, LOCAL_RANK, WORLD_SIZE; NCCL on GPUs, gloo on CPU

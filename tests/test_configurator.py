@@ -54,3 +54,16 @@ def test_unknown_key_suggests_the_closest_known_ones_in_a_short_line():
     assert "did you mean 'batch_size'" in str(e.value) and len(str(e.value)) < 120
     with pytest.raises(ConfigError, match='config/defaults.py'):
         configure(DEFAULTS, ['--zzz=1'])
+
+
+@pytest.mark.parametrize('script, key', [('train.py', 'n_sup = '), ('sample.py', 'temperature = '),
+                                         ('solve.py', 'puzzle = '), ('bench.py', 'peak_n = ')])
+def test_help_lists_the_keys_with_defaults_and_exits_0(tmp_path, script, key):
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), '--help'], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and key in proc.stdout and f'usage: python {script}' in proc.stdout, proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
