@@ -2,7 +2,7 @@
 Solve with a puzzle or control checkpoint (the task is read from the checkpoint).
 
 Puzzles (trained on data/sudoku, data/maze or data/arc): one puzzle in; the answer after the supervision
-steps, the step where the q-head halts and a rule verdict out. Text formats: see puzzles.TEXT_FORMATS.
+steps, the step where the q-head halts and a rule verdict out. Text formats: see puzzle_io.TEXT_FORMATS.
 
     python solve.py --out_dir=out-sudoku-cpu --puzzle=4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......
     python solve.py --out_dir=out-tiny-puzzle-maze --puzzle=maze.txt --puzzle_steps=True   # the answer after every step
@@ -22,7 +22,7 @@ import torch
 
 import checkpoint
 import control
-import puzzles
+import puzzle_io
 from common import runtime
 from configurator import from_command_line
 from model import halted
@@ -56,50 +56,48 @@ n_sup = n_sup_inference or model.n_sup
 data_dir = os.path.join('data', ckpt['config'].get('dataset', ''))
 
 
-def puzzle_kind():
-    """sudoku, maze or arc: the data's meta.json says, else the model's token format."""
+def data_meta():
+    """The meta.json of the checkpoint's data folder, or None when the folder is not at hand."""
     meta_path = os.path.join(data_dir, 'meta.json')
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            return json.load(f)['augmentation']
-    return puzzles.kind_of(model.config.vocab_size, model.config.block_size)
+    if not os.path.exists(meta_path):
+        return None
+    with open(meta_path) as f:
+        return json.load(f)
 
 
-def puzzle_embedding_row(kind):
+def puzzle_embedding_row(kind, meta):
     """The puzzle embedding row: ARC tasks have their own (under augmentation 0, the identity) and are
     found by the file name in the data's puzzle_names; other puzzles use row 0."""
     if kind != 'arc' or not model.config.puzzle_emb_ndim:
         return 0
     task_id = os.path.splitext(os.path.basename(puzzle))[0]
-    meta_path = os.path.join(data_dir, 'meta.json')
-    names = []
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            names = json.load(f)['puzzle_names']
+    names = meta['puzzle_names'] if meta else []
     known = [i for i, name in enumerate(names) if name.split('/')[-1] == task_id]
     if not known:
-        sys.exit(f"error: task {task_id} is not one the model was trained on (the puzzle_names of {meta_path}): "
-                 f"a model with a puzzle embedding only solves its training tasks; name the file <task id>.json")
+        sys.exit(f"error: task {task_id} is not one the model was trained on (the puzzle_names of "
+                 f"{os.path.join(data_dir, 'meta.json')}): a model with a puzzle embedding only solves its "
+                 f"training tasks; name the file <task id>.json")
     return known[0] * ckpt['config']['arc_n_aug']
 
 
 def solve_puzzle():
-    kind = puzzle_kind()
+    meta = data_meta()  # sudoku, maze or arc: the data says, else the model's token format
+    kind = meta['augmentation'] if meta else puzzle_io.kind_of(model.config.vocab_size, model.config.block_size)
     if not puzzle:
         sys.exit(f"error: {ckpt_path} is a {kind} checkpoint: give the puzzle with --puzzle=... "
-                 f"({puzzles.TEXT_FORMATS[kind]})")
+                 f"({puzzle_io.TEXT_FORMATS[kind]})")
     text = puzzle
     if os.path.isfile(puzzle):
         with open(puzzle, encoding='utf-8') as f:
             text = f.read()
     elif kind != 'sudoku':
-        sys.exit(f"error: --puzzle={puzzle}: no such file; a {kind} puzzle is {puzzles.TEXT_FORMATS[kind]}")
+        sys.exit(f"error: --puzzle={puzzle}: no such file; a {kind} puzzle is {puzzle_io.TEXT_FORMATS[kind]}")
     try:
-        x, expected = puzzles.parse_puzzle(kind, text, arc_test)
+        x, expected = puzzle_io.parse_puzzle(kind, text, arc_test)
     except ValueError as e:
         sys.exit(f"error: --puzzle: {e}")
     X = torch.tensor(x, device=device)[None]
-    puzzle_ids = torch.tensor([puzzle_embedding_row(kind)], device=device)
+    puzzle_ids = torch.tensor([puzzle_embedding_row(kind, meta)], device=device)
     answers = []
     halt_step = None
     with torch.no_grad(), ctx:
@@ -109,11 +107,11 @@ def solve_puzzle():
                 halt_step = len(answers)  # the q-head says "right": where training and eval halt
             if q is not None and halted(q, halt_threshold).item():
                 break
-    print(f"{kind} puzzle:\n{puzzles.puzzle_text(kind, x)}\n")
+    print(f"{kind} puzzle:\n{puzzle_io.puzzle_text(kind, x)}\n")
     for s, answer in enumerate(answers, 1):
         if puzzle_steps or s == len(answers):
-            print(f"answer after supervision step {s} of {n_sup}:\n{puzzles.puzzle_text(kind, answer)}")
-            print(puzzles.puzzle_verdict(kind, x, answer, expected) + '\n')
+            print(f"answer after supervision step {s} of {n_sup}:\n{puzzle_io.puzzle_text(kind, answer)}")
+            print(puzzle_io.puzzle_verdict(kind, x, answer, expected) + '\n')
     if model.q_head is None:
         print("halting: the model has no q-head")
     elif halt_step:

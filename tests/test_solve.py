@@ -13,6 +13,7 @@ def run_solve(cwd, *args):
 
 def test_puzzle_checkpoint_prints_the_answer_per_step_and_a_rule_verdict(sudoku_run):
     import numpy as np
+    import puzzle_io
     import puzzles
     x = np.load(sudoku_run / 'data' / 'sudoku_tiny' / 'test_inputs.npy')[0]
     text = ''.join('.' if t == 1 else str(t - 1) for t in x)
@@ -23,7 +24,7 @@ def test_puzzle_checkpoint_prints_the_answer_per_step_and_a_rule_verdict(sudoku_
     lines = out.splitlines()
     i = lines.index('answer after supervision step 2 of 2:')
     grid, verdict = '\n'.join(lines[i + 1:i + 12]), lines[i + 12]
-    answer, _ = puzzles.parse_puzzle('sudoku', grid.replace('|', '').replace('-', '').replace('+', ''))
+    answer, _ = puzzle_io.parse_puzzle('sudoku', grid.replace('|', '').replace('-', '').replace('+', ''))
     # the verdict checks the rules on the printed answer (no stored solution involved)
     assert verdict.startswith('valid' if puzzles.sudoku_valid(x, answer) else 'invalid'), out
 
