@@ -26,7 +26,7 @@ from tqdm import tqdm
 import checkpoint
 import lm
 from ablate import derive, run_ablation
-from common import PTDTYPE, autocast, resolve_device, resolve_dtype, task_of
+from common import PTDTYPE, runtime, supervision_weights, task_of
 from configurator import DEFAULTS_FILE, ConfigError, config_keys, configure, from_command_line, train_defaults
 from generate import KVCache, decode, generate, sites_per_step
 from model import GPT, GPTConfig
@@ -61,8 +61,7 @@ config = from_command_line(DEFAULTS, __file__, DEFAULTS_FILE)
 globals().update({k: config[k] for k in BENCH_KEYS})
 if threads:
     torch.set_num_threads(threads)
-device, device_type = resolve_device(config['device'])
-dtype = resolve_dtype(config['dtype'], device_type)
+device, device_type, dtype, ctx = runtime(config['device'], config['dtype'])
 
 
 # ----------------------------------------------------------------------------- models as train.py builds them
@@ -173,13 +172,11 @@ class Bench:
         self.cfg = self.model.config  # with what the data fixes (vocabulary, lengths, widths)
         self.optimizer = self.model.configure_optimizers(c['weight_decay'], c['learning_rate'], (c['beta1'], c['beta2']),
                                                          device_type, c['puzzle_emb_lr'], c['puzzle_emb_weight_decay'])
-        self.ctx = autocast(dtype, device_type)
+        self.ctx = ctx
         self.B, self.L = c['batch_size'], self.cfg.block_size
         self.tokens = c['gradient_accumulation_steps'] * self.B * self.L  # per training step (one process)
         self.flops = self.model.flops_per_token() * self.tokens
-        S = self.model.n_sup  # train.py's supervision step weights: base ** ((s-1)/(S-1)), summing to 1
-        w = [c['supervision_weight_base'] ** (s / max(S - 1, 1)) for s in range(S)]
-        self.weights = [x / sum(w) for x in w]
+        self.weights = supervision_weights(c['supervision_weight_base'], self.model.n_sup)  # as train.py
         self.gen = torch.Generator().manual_seed(c['seed'])
         self.compiled = None
 

@@ -53,6 +53,12 @@ def gpt_args(config, task, data):
     return args
 
 
+def supervision_weights(base, n_sup):
+    """The weight of each supervision step's loss: w_s ~ base ** ((s-1)/(n_sup-1)), summing to 1 (1 = uniform)."""
+    weights = [base ** (s / max(n_sup - 1, 1)) for s in range(n_sup)]
+    return [w / sum(weights) for w in weights]
+
+
 def resolve_device(device='', local_rank=0):
     """(device, device_type): '' picks cuda > mps > cpu; under torchrun each process takes its local GPU."""
     if not device:

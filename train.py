@@ -32,7 +32,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
-from common import gpt_args, prepare_command, runtime, task_module, task_of
+from common import gpt_args, prepare_command, runtime, supervision_weights, task_module, task_of
 from configurator import DEFAULTS_FILE, from_command_line, train_defaults
 from ema import EMA
 from model import GPT, GPTConfig, halted
@@ -169,8 +169,7 @@ if ddp and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 S = raw_model.n_sup
-sup_weights = [supervision_weight_base ** (s / max(S - 1, 1)) for s in range(S)]
-sup_weights = [w / sum(sup_weights) for w in sup_weights]
+sup_weights = supervision_weights(supervision_weight_base, S)
 tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
 if master:
     print(f"device {device}, dtype {dtype}, {raw_model.get_num_params() / 1e6:.2f}M non-embedding params, "
