@@ -11,12 +11,14 @@ the tests build a config exactly as train.py does.
 
 Arguments without '--' are Python files executed over the current config;
 '--key=value' arguments override single values (parsed as Python literals, plain
-strings otherwise). A key the script does not know, or a value whose type does not
-match the default's, raises ConfigError with one line naming the key.
+strings otherwise). A key the script does not know, a value whose type does not match
+the default's, or one outside the range its script's RULES allow, raises ConfigError with one
+line naming the key, the value and the fix.
 """
 import ast
 import difflib
 import os
+import re
 import sys
 
 SIMPLE_TYPES = (bool, int, float, str, type(None))
@@ -54,11 +56,79 @@ def check_type(key, value, default, where):
 
 def run_config_file(path, config):
     """The simple values a config file sets, executed over config (a config may build on another:
-    see config/conservative_plain.py)."""
+    see config/conservative_plain.py). A file that does not run is a ConfigError naming its line."""
     scope = dict(config, __file__=path)
     with open(path) as f:
-        exec(compile(f.read(), path, 'exec'), scope)
+        source = f.read()
+    try:
+        exec(compile(source, path, 'exec'), scope)
+    except SyntaxError as e:
+        raise ConfigError(f"{path}, line {e.lineno}: {e.msg}; config files are plain Python") from None
+    except Exception as e:
+        raise ConfigError(f"{path}: {type(e).__name__}: {e}") from None
     return {k: v for k, v in scope.items() if not k.startswith('_') and isinstance(v, SIMPLE_TYPES)}
+
+
+# ----------------------------------------------------------------------------- ranges
+# A rule is (test, what the value must be, the fix where that does not say it). Each script names its
+# own: train.py's are TRAIN_RULES (config/defaults.py's keys; GPTConfig checks the model's); sample.py,
+# solve.py and bench.py keep theirs beside their keys.
+
+def at_least(lo, fix=''):
+    return (lambda v: v >= lo), f">= {lo}", fix
+
+
+def above(lo, fix=''):
+    return (lambda v: v > lo), f"> {lo}", fix
+
+
+def fraction(hi_open=False):
+    """In [0, 1], or [0, 1) with hi_open."""
+    return (lambda v: 0 <= v < 1 if hi_open else 0 <= v <= 1), "in [0, 1)" if hi_open else "in [0, 1]", ''
+
+
+def one_of(*options):
+    return (lambda v: v in options), "one of " + ", ".join(map(repr, options)), ''
+
+
+def none_or(rule):
+    test, must, fix = rule
+    return (lambda v: v is None or test(v)), f"None or {must}", fix
+
+
+DEVICE = ((lambda v: re.fullmatch(r'(cpu|mps|cuda(:\d+)?)?', v) is not None), "'', 'cpu', 'cuda', 'cuda:N' or 'mps'", '')
+DTYPE = one_of('', 'float32', 'bfloat16', 'float16')
+TRAIN_RULES = {
+    'eval_interval': at_least(1), 'log_interval': at_least(1),
+    'eval_iters': at_least(1, "each eval averages that many batches"),
+    'init_from': ((lambda v: v in ('scratch', 'resume') or (v.startswith('trm:') and len(v) > 4)),
+                  "'scratch', 'resume' or 'trm:PATH'", ''),
+    'batch_size': at_least(1), 'block_size': at_least(1), 'gradient_accumulation_steps': at_least(1),
+    'supervision_weight_base': above(0), 'improvement_reward_scale': at_least(0), 'act_loss_weight': at_least(0),
+    'loss': one_of('softmax', 'stablemax'), 'schedule': one_of('', 'batch', 'trm'),
+    'halt_exploration_prob': fraction(), 'puzzle_emb_lr': at_least(0), 'puzzle_emb_weight_decay': at_least(0),
+    'arc_n_aug': at_least(1), 'arc_eval_votes': at_least(1), 'arc_eval_pairs': at_least(0),
+    'rollout_loss_weight': at_least(0), 'act_cost_tol': at_least(0),
+    'learning_rate': above(0), 'weight_decay': at_least(0), 'grad_clip': at_least(0, "0 = no clipping"),
+    'max_iters': at_least(1, "to only evaluate a checkpoint, use --init_from=resume --eval_only=True"),
+    'max_seconds': at_least(0, "0 = no time budget"),
+    'beta1': fraction(hi_open=True), 'beta2': fraction(hi_open=True),
+    'warmup_iters': at_least(0), 'lr_decay_iters': at_least(1), 'min_lr': at_least(0),
+    'ema_decay': fraction(), 'max_nonfinite_steps': at_least(1), 'device': DEVICE, 'dtype': DTYPE,
+}
+
+
+def check(config, rules):
+    """ConfigError with one line for the first value outside its rule."""
+    for key, (test, must, fix) in rules.items():
+        if key not in config:
+            continue
+        try:
+            ok = test(config[key])
+        except TypeError:  # None where a number is expected
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key}={config[key]!r}: must be {must}" + (f" ({fix})" if fix else ''))
 
 
 def train_defaults():
@@ -95,9 +165,9 @@ def configure(namespace, argv):
     return config
 
 
-
-def from_command_line(defaults, *documented):
-    """configure(defaults, sys.argv[1:]) for a script; a bad argument exits with its one-line error.
+def from_command_line(defaults, *documented, rules=()):
+    """configure(defaults, sys.argv[1:]) for a script, checked against its `rules`; a bad
+    argument exits with its one-line error.
     --help (or -h) prints the config blocks of the `documented` files (the lines between their first
     two '# ----' rules, or a whole config file): every key with its default and comment, then exits 0."""
     if {'--help', '-h'} & set(sys.argv[1:]):
@@ -109,6 +179,8 @@ def from_command_line(defaults, *documented):
         print(f"usage: python {os.path.basename(sys.argv[0])} [config/file.py ...] [--key=value ...]")
         sys.exit(0)
     try:
-        return configure(defaults, sys.argv[1:])
+        config = configure(defaults, sys.argv[1:])
+        check(config, dict(rules))
+        return config
     except ConfigError as e:
         sys.exit(f"error: {e}")

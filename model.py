@@ -61,6 +61,18 @@ class GPTConfig:
     def __post_init__(self):
         if not self.norm_position:
             self.norm_position = 'post' if self.recursion else 'pre'
+        for key in ('block_size', 'n_layer', 'n_head', 'n_kv_head', 'n_embd', 'n_loops', 'T_recursion',
+                    'n_sup', 'num_puzzle_ids'):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)!r}: must be >= 1")
+        for key in ('vocab_size', 'puzzle_emb_ndim', 'puzzle_emb_len', 'n_features', 'n_outputs'):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)!r}: must be >= 0")
+        for key in ('expansion', 'norm_eps', 'rope_theta'):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key}={getattr(self, key)!r}: must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r}: must be in [0, 1)")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head != 0:
@@ -71,9 +83,6 @@ class GPTConfig:
                              ('norm_position', ('post', 'pre')), ('mixer', ('attention', 'mlp_t'))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}={getattr(self, key)!r} is not one of {allowed}")
-        for key in ('n_loops', 'T_recursion', 'n_sup'):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.mixer == 'mlp_t' and self.causal:
             raise ValueError("mixer='mlp_t' mixes every position with every other: set causal=False")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from configurator import ConfigError, configure
+from configurator import TRAIN_RULES, ConfigError, check, configure, train_defaults
 
 DEFAULTS = {'batch_size': 12, 'learning_rate': 1e-3, 'compile': False, 'out_dir': 'out', 'device': '',
             'wandb_run_id': None, '_private': 1, 'np': pytest}  # the last two are not config keys
@@ -67,3 +67,34 @@ def test_help_lists_the_keys_with_defaults_and_exits_0(tmp_path, script, key):
                           text=True, timeout=120)
     assert proc.returncode == 0 and key in proc.stdout and f'usage: python {script}' in proc.stdout, proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize('key,value,needle', [
+    ('max_iters', -3, 'max_iters=-3: must be >= 1 (to only evaluate'), ('eval_iters', 0, 'eval_iters=0: must be >= 1'),
+    ('dtype', 'int8', "dtype='int8': must be one of '', 'float32'"), ('device', 'gpu', "device='gpu': must be"),
+    ('init_from', 'trm:', "init_from='trm:': must be"), ('beta2', 1.0, 'beta2=1.0: must be in [0, 1)'),
+    ('learning_rate', 0.0, 'learning_rate=0.0: must be > 0'), ('batch_size', None, 'batch_size=None: must be >= 1'),
+])
+def test_train_rules_refuse_values_out_of_range_in_one_line(key, value, needle):
+    config = train_defaults()
+    check(config, TRAIN_RULES)  # the defaults pass
+    with pytest.raises(ConfigError) as e:
+        check({**config, key: value}, TRAIN_RULES)
+    assert needle in str(e.value) and '\n' not in str(e.value)
+
+
+def test_every_config_file_passes_the_rules():
+    import glob
+    import os
+    from conftest import ROOT
+    for path in glob.glob(os.path.join(ROOT, 'config', '*.py')):
+        check(configure(train_defaults(), [path]), TRAIN_RULES)
+
+
+def test_a_config_file_that_does_not_run_names_its_line(tmp_path):
+    (tmp_path / 'bad.py').write_text("batch_size = 4\nn_layer = (\n")
+    with pytest.raises(ConfigError, match=r"bad.py, line 2: '\(' was never closed"):
+        configure(train_defaults(), [str(tmp_path / 'bad.py')])
+    (tmp_path / 'name.py').write_text("batch_size = foo\n")
+    with pytest.raises(ConfigError, match="name.py: NameError: name 'foo' is not defined"):
+        configure(train_defaults(), [str(tmp_path / 'name.py')])

@@ -537,7 +537,12 @@ def test_flops_per_token_equals_torch_flop_counter(kw):
     (dict(n_embd=12, n_head=4, n_kv_head=4), 'must be even for RoPE'),
     (dict(mlp='relu'), "mlp='relu' is not one of"),
     (dict(norm_position='middle'), "norm_position='middle' is not one of"),
-    (dict(n_sup=0), 'n_sup must be >= 1'),
+    (dict(n_sup=0), 'n_sup=0: must be >= 1'),
+    (dict(n_layer=0), 'n_layer=0: must be >= 1'),
+    (dict(n_head=0), 'n_head=0: must be >= 1'),
+    (dict(block_size=-1), 'block_size=-1: must be >= 1'),
+    (dict(dropout=1.0), r'dropout=1.0: must be in \[0, 1\)'),
+    (dict(expansion=0.0), 'expansion=0.0: must be > 0'),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
