@@ -5,7 +5,8 @@ official TRM code's parameter names, for `--init_from=trm:PATH`.
 
 A checkpoint (ckpt.pt, best.pt) is a dict: model, ema ({model, step, decay} or None), optimizer (keyed
 by parameter name, unsharded), model_args, config, task ('lm', 'puzzle' or 'control'), iter_num,
-best_val_loss, wandb_run_id, system (control: the system the data was solved for), rng.
+best_val_loss, wandb_run_id, system (control: the system the data was solved for), meta (the data's
+meta.pkl / meta.json: a language model's vocabulary, None for GPT-2's), rng.
 """
 import os
 import re

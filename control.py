@@ -451,6 +451,7 @@ def solve_split(system, x0, target, seed, restarts=18, num_proc=1):
 # ----------------------------------------------------------------------------- the control task (train.py's surface: see lm.py)
 
 SCHEDULES = ('batch', 'trm')
+NEXT_COMMAND = 'python solve.py --out_dir={out_dir}'
 
 
 def load(data_dir, config):

@@ -7,6 +7,7 @@ The language-model task: nanoGPT's data format, next-token cross-entropy, tokeni
 
 A task module's surface (lm.py, puzzles.py, control.py; train.py calls only these):
     SPLITS, SCHEDULES                    the splits (the second picks best.pt) and allowed schedules (first = default)
+    NEXT_COMMAND                         what to run on a trained model (train.py's last line names it)
     load(data_dir, config)               the data (ValueError with one line when it is not usable)
     model_args(data, config)             what the data fixes in the model (vocabulary, lengths, widths)
     draw(data, generator, shape)         random training rows and an augmentation seed (or None)
@@ -30,22 +31,40 @@ from model import halted
 
 SPLITS = ('train', 'val')
 SCHEDULES = ('batch',)  # trm halts whole sequences: a language model halts per token, at inference
+NEXT_COMMAND = 'python sample.py --out_dir={out_dir}'  # what to run on a trained model
 GPT2_VOCAB = 50304  # GPT-2's 50257 padded to a multiple of 64: faster matmuls
 
 
 def load(data_dir, config):
+    """The dataset's vocabulary (meta.pkl, or None for GPT-2) and split lengths, after checking that the
+    splits are token streams long enough for block_size and that the vocabulary covers their ids."""
     meta = None
     meta_path = os.path.join(data_dir, 'meta.pkl')
     if os.path.exists(meta_path):
         with open(meta_path, 'rb') as f:
             meta = pickle.load(f)
+    name = os.path.basename(os.path.normpath(data_dir))
+    vocab_size = model_args({'meta': meta}, config)['vocab_size']
     length = {}
     for split in SPLITS:
         path = os.path.join(data_dir, f'{split}.bin')
         if not os.path.exists(path):
-            name = os.path.basename(os.path.normpath(data_dir))
             raise ValueError(f"{path} not found; run `python data/{name}/prepare.py` first")
-        length[split] = os.path.getsize(path) // 2
+        size = os.path.getsize(path)
+        length[split] = size // 2
+        if size % 2:
+            raise ValueError(f"{path} has an odd number of bytes ({size}): not a stream of uint16 tokens; "
+                             f"write it again with `python data/{name}/prepare.py`")
+        if length[split] <= config['block_size']:
+            raise ValueError(f"{path} has {length[split]} tokens, too few for block_size={config['block_size']} "
+                             f"(windows of block_size + 1 tokens): lower block_size, or prepare more text")
+        head = int(np.memmap(path, dtype=np.uint16, mode='r')[:2 ** 20].max())  # a bounded look: corpora are large
+        if head >= vocab_size:
+            raise ValueError(f"{path} holds token id {head}, outside the vocabulary of {vocab_size} "
+                             f"({'meta.pkl' if meta else 'GPT-2'}); write the data and meta.pkl again together")
+        if meta is None and length[split] >= 1000 and head < 256:
+            raise ValueError(f"{data_dir} has no meta.pkl, so its tokens would be read as GPT-2's, but every id "
+                             f"is < 256: a character-level set; restore meta.pkl (`python data/{name}/prepare.py`)")
     return {'dir': data_dir, 'meta': meta, 'length': length, 'block_size': config['block_size'], 'system': None}
 
 

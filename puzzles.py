@@ -378,6 +378,7 @@ def arc_evaluate(preds, aug_ids, ix, labels, puzzle_ids, scores=None):
 
 SPLITS = ('train', 'test')
 SCHEDULES = ('trm', 'batch')
+NEXT_COMMAND = 'python solve.py --out_dir={out_dir}'
 
 
 def load(data_dir, config):

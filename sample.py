@@ -16,10 +16,10 @@ import time
 import torch
 
 import checkpoint
-from common import runtime
-from configurator import from_command_line
+from common import or_exit, runtime
+from configurator import DEVICE, DTYPE, at_least, fraction, from_command_line, none_or
 from generate import generate
-from lm import tokenizer
+from lm import GPT2_VOCAB, tokenizer
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-shakespeare-char'
@@ -38,9 +38,12 @@ halt_threshold = 1.0      # stop a token's steps once sigmoid(q) > this; 1.0 = n
 use_cache = True
 compile = False           # torch.compile the one-token step: ~2x faster tokens after a 5-60 s first compile
 # -----------------------------------------------------------------------------
-globals().update(from_command_line(globals(), __file__))
+RULES = {'num_samples': at_least(1), 'max_new_tokens': at_least(1), 'temperature': at_least(0, "0 = greedy"),
+         'top_k': none_or(at_least(1)), 'n_sup_inference': at_least(0, "0 = as trained"), 'halt_threshold': fraction(),
+         'device': DEVICE, 'dtype': DTYPE}
+globals().update(from_command_line(globals(), __file__, rules=RULES))
 torch.manual_seed(seed)
-device, device_type, dtype, ctx = runtime(device, dtype)
+device, device_type, dtype, ctx = or_exit(runtime, device, dtype)
 
 model, ckpt, ckpt_path = checkpoint.load_or_exit(out_dir, ckpt_name, device, use_ema)
 if ckpt['task'] != 'lm':
@@ -48,21 +51,27 @@ if ckpt['task'] != 'lm':
              f"`python solve.py --out_dir={out_dir}`; sample.py generates text")
 n_sup = n_sup_inference or model.n_sup
 
-# the tokenizer: the dataset's meta.pkl for char-level models, GPT-2 BPE otherwise
-meta_path = os.path.join('data', ckpt['config'].get('dataset', ''), 'meta.pkl')
-meta = None
-if os.path.exists(meta_path):
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
+# the tokenizer: the vocabulary the checkpoint carries (older checkpoints: the dataset's meta.pkl), else GPT-2 BPE
+meta = ckpt.get('meta')
+if 'meta' not in ckpt:
+    meta_path = os.path.join('data', ckpt['config'].get('dataset', ''), 'meta.pkl')
+    if os.path.exists(meta_path):
+        with open(meta_path, 'rb') as f:
+            meta = pickle.load(f)
+    elif ckpt['model_args']['vocab_size'] != GPT2_VOCAB:
+        sys.exit(f"error: {ckpt_path} has a {ckpt['model_args']['vocab_size']}-token vocabulary that it does not "
+                 f"carry, and {meta_path} is gone; prepare that dataset again")
 encode, decode = tokenizer(meta)
 
 if start.startswith('FILE:'):
-    with open(start[5:], encoding='utf-8') as f:
-        start = f.read()
-try:
-    x = torch.tensor(encode(start), dtype=torch.long, device=device)[None, ...]
-except ValueError as e:
-    sys.exit(f"error: {e}")
+    try:
+        with open(start[5:], encoding='utf-8') as f:
+            start = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"error: --start=FILE:{start[5:]}: {getattr(e, 'strerror', None) or e}; give a readable UTF-8 text file")
+x = or_exit(lambda: torch.tensor(encode(start), dtype=torch.long, device=device)[None, ...])
+if x.size(1) == 0:
+    sys.exit("error: the prompt is empty; give --start=TEXT or --start=FILE:path")
 with torch.no_grad(), ctx:
     for k in range(num_samples):
         t0 = time.time()

@@ -23,8 +23,8 @@ import torch
 import checkpoint
 import control
 import puzzle_io
-from common import runtime
-from configurator import from_command_line
+from common import or_exit, runtime
+from configurator import DEVICE, DTYPE, at_least, fraction, from_command_line
 from model import halted
 from plot import plot_rollouts
 
@@ -47,9 +47,11 @@ target = ''
 num_samples = 3           # control rollouts
 plot = ''                 # PNG of the rollouts; '' = <out_dir>/control.png
 # -----------------------------------------------------------------------------
-globals().update(from_command_line(globals(), __file__))
+RULES = {'num_samples': at_least(1), 'n_sup_inference': at_least(0, "0 = as trained"), 'halt_threshold': fraction(),
+         'arc_test': at_least(0), 'device': DEVICE, 'dtype': DTYPE}
+globals().update(from_command_line(globals(), __file__, rules=RULES))
 torch.manual_seed(seed)
-device, device_type, dtype, ctx = runtime(device, dtype)
+device, device_type, dtype, ctx = or_exit(runtime, device, dtype)
 
 model, ckpt, ckpt_path = checkpoint.load_or_exit(out_dir, ckpt_name, device, use_ema)
 n_sup = n_sup_inference or model.n_sup

@@ -24,6 +24,9 @@ def test_sampling_bench_reports_cache_and_halting(run_dir):
     mean = float(re.search(r'steps per token ([\d.]+) of 3', out).group(1))
     assert 1.0 < mean < 1.2
     assert re.search(r'halting at 0\.0 +[\d.]+ \([-+][\d.]+%\), steps per token 1\.00 -> 66\.7% fewer', out)
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'bench.py'), '--sample=True', '--n_tokens=0'],
+                         cwd=run_dir, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == ['error: n_tokens=0: must be >= 1']
 
 
 def test_training_throughput_table_vs_and_profile(run_dir):
@@ -38,6 +41,8 @@ def test_training_throughput_table_vs_and_profile(run_dir):
         r'^\| ([AB] eager) \| [\d.]+M \| ([\d.,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+)% \| ([\d,]+) MiB', out, re.M)}
     assert set(rows) == {'A eager', 'B eager'}, out
     peak = float(re.search(r'against float32 \(([\d.]+) GFLOP/s\)', out).group(1))
+    from common import native_bf16  # peaks are timed only in dtypes the device runs natively
+    assert ('bfloat16' in re.search(r'measured matmul peak: (.*)', out).group(1)) == native_bf16('cpu')
     with open(run_dir / 'data' / 'tiny' / 'meta.pkl', 'rb') as f:
         vocab = pickle.load(f)['vocab_size']
     flops = {}

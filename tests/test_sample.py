@@ -1,8 +1,11 @@
 import os
+import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, run_train
+import pytest
+
+from conftest import ROOT, make_char_data, one_line_error, run_all, run_train
 
 
 def run_sample(cwd, *args):
@@ -18,6 +21,12 @@ def test_sample_from_a_tiny_trained_checkpoint(run_dir):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count('All:\n') >= 2
     assert proc.stdout.count('supervision steps per token') == 2 and 'of 2' in proc.stdout
+    # the vocabulary travels in the checkpoint: the same text without the dataset's meta.pkl
+    (run_dir / 'data' / 'tiny' / 'meta.pkl').unlink()
+    again = run_sample(run_dir, '--start=FILE:prompt.txt', '--num_samples=2', '--max_new_tokens=40',
+                       '--halt_threshold=0.5', '--n_sup_inference=2')
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split('---')[0] == proc.stdout.split('---')[0]
 
 
 def test_prompt_with_unknown_characters_is_one_clear_error(run_dir):
@@ -28,14 +37,38 @@ def test_prompt_with_unknown_characters_is_one_clear_error(run_dir):
     assert len(lines) == 1 and "'~'" in lines[0] and "'Z'" in lines[0]
 
 
-def test_missing_checkpoint_is_one_clear_error(tmp_path):
-    proc = run_sample(tmp_path)
-    assert proc.returncode != 0 and 'train first' in proc.stderr.strip()
-
-
 def test_puzzle_checkpoint_points_to_solve(sudoku_run):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'sample.py'), '--out_dir=sudoku'], cwd=sudoku_run,
                           capture_output=True, text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and 'python solve.py --out_dir=sudoku' in lines[0]
 
+
+
+BAD_SAMPLE = {  # class of bad input: (sample.py arguments, what its one line must say)
+    'prompt file missing': (['--out_dir=out', '--start=FILE:missing.txt'], 'FILE:missing.txt: No such file'),
+    'length out of range': (['--out_dir=out', '--max_new_tokens=-5'], 'max_new_tokens=-5: must be >= 1'),
+    'top_k out of range': (['--out_dir=out', '--top_k=0'], 'top_k=0: must be None or >= 1'),
+    'negative temperature': (['--out_dir=out', '--temperature=-1'], 'temperature=-1.0: must be >= 0'),
+    'no samples': (['--out_dir=out', '--num_samples=0'], 'num_samples=0: must be >= 1'),
+    'unknown key': (['--out_dir=out', '--max_tokens=5'], "did you mean 'max_new_tokens'"),
+    'unreadable checkpoint': (['--out_dir=truncated'], 'cannot read truncated/ckpt.pt'),
+    'missing checkpoint': (['--out_dir=nothing'], 'train first'),
+}
+
+
+@pytest.fixture(scope='module')
+def bad_sample_runs(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp('bad_sample')
+    make_char_data(cwd)
+    run_train(cwd, '--out_dir=out', '--max_iters=1', '--eval_interval=1')
+    shutil.copytree(cwd / 'out', cwd / 'truncated')
+    ckpt = cwd / 'truncated' / 'ckpt.pt'
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    return run_all(cwd, BAD_SAMPLE, script='sample.py')
+
+
+@pytest.mark.parametrize('case', BAD_SAMPLE)
+def test_bad_input_is_one_line(bad_sample_runs, case):
+    line = one_line_error(bad_sample_runs[case])
+    assert line.startswith('error: ') and BAD_SAMPLE[case][1] in line, line

@@ -52,6 +52,9 @@ def test_control_bad_state_is_one_clear_error(control_run):
     proc = run_solve(control_run, '--x0=1,2,3')
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "--x0='1,2,3' must be 2 comma-separated numbers" in lines[0]
+    proc = run_solve(control_run, '--num_samples=0')
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and lines == ['error: num_samples=0: must be >= 1']
 
 
 def test_language_model_checkpoint_points_to_sample(run_dir):
