@@ -32,14 +32,15 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
-from common import gpt_args, prepare_command, runtime, supervision_weights, task_module, task_of
-from configurator import DEFAULTS_FILE, from_command_line, train_defaults
+from common import (check_memory, gpt_args, or_exit, prepare_command, runtime, supervision_weights, task_module,
+                    task_of)
+from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_defaults
 from ema import EMA
 from model import GPT, GPTConfig, halted
 
 # -----------------------------------------------------------------------------
 # config: every key and its default is in config/defaults.py; config files and --key=value override them
-config = from_command_line(train_defaults(), DEFAULTS_FILE)  # what is logged and checkpointed
+config = from_command_line(train_defaults(), DEFAULTS_FILE, rules=TRAIN_RULES)  # what is logged and checkpointed
 globals().update(config)
 
 # processes: torchrun sets RANK, LOCAL_RANK, WORLD_SIZE; NCCL on GPUs, gloo on CPU
@@ -48,48 +49,66 @@ rank = int(os.environ.get('RANK', 0))
 local_rank = int(os.environ.get('LOCAL_RANK', 0))
 world_size = int(os.environ.get('WORLD_SIZE', 1))
 master = rank == 0  # logs, writes metrics and checkpoints
-if gradient_accumulation_steps % world_size:
-    sys.exit(f"error: gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the "
-             f"{world_size} processes (it counts micro-batches of the whole job)")
-gradient_accumulation_steps //= world_size  # per process
-device, device_type, dtype, ctx = runtime(device, dtype, local_rank)
+# gradient_accumulation_steps counts the micro-batches of the whole job; each process takes its share,
+# rounded up so that any config runs under any number of processes (the effective batch is then larger)
+accumulation = -(-gradient_accumulation_steps // world_size)
+if master and accumulation * world_size != gradient_accumulation_steps:
+    print(f"note: gradient_accumulation_steps={gradient_accumulation_steps} over {world_size} processes is "
+          f"{accumulation} each: every step takes {accumulation * world_size} micro-batches, not "
+          f"{gradient_accumulation_steps}")
+gradient_accumulation_steps = accumulation  # per process
+device, device_type, dtype, ctx = or_exit(runtime, device, dtype, local_rank)
+if ddp and device_type == 'cuda':
+    torch.cuda.set_device(device)
 if fsdp and not ddp:
     sys.exit("error: fsdp=True shards over torchrun's processes; launch with torchrun, or drop --fsdp=True")
-if ddp:
-    if device_type == 'cuda':
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
-if master:
-    os.makedirs(out_dir, exist_ok=True)
-torch.manual_seed(seed)  # the same initial weights on every rank (FSDP shards them as they are)
-scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
-torch.backends.cuda.matmul.allow_tf32 = True
-torch.backends.cudnn.allow_tf32 = True
 
 # data: data/<dataset> decides the task, and its module reads the data and fixes what the data fixes in
-# the model (vocabulary, lengths, widths)
+# the model (vocabulary, lengths, widths). Everything is checked before anything is allocated or written.
 data_dir = os.path.join('data', dataset)
 if not os.path.isdir(data_dir):
     sys.exit(f"error: {data_dir} does not exist; prepare it first: {prepare_command(dataset)}")
 task_name = task_of(data_dir)
 task = task_module(task_name)
-try:
-    data = task.load(data_dir, config)
-except ValueError as e:
-    sys.exit(f"error: {e}")
+data = or_exit(task.load, data_dir, config)
 model_args = gpt_args(config, task, data)
 block_size = model_args['block_size']
 schedule = schedule or task.SCHEDULES[0]
 if schedule == 'trm' and not recursion:  # a plain model has one step and no (y, z) to carry: the schedules coincide
     schedule = 'batch'
-if schedule not in ('batch', 'trm') or loss not in ('softmax', 'stablemax'):
-    sys.exit(f"error: schedule={schedule!r} / loss={loss!r}; use schedule 'batch' or 'trm', loss 'softmax' or 'stablemax'")
 if schedule not in task.SCHEDULES:
     sys.exit(f"error: schedule={schedule!r} halts whole sequences (puzzles, control); {data_dir} holds a "
              f"{task_name} task: use schedule={task.SCHEDULES[0]!r}")
 if schedule == 'trm' and gradient_accumulation_steps != 1:
     sys.exit("error: schedule='trm' steps the optimizer after every supervision step of one micro-batch per "
              "process: set gradient_accumulation_steps to the number of processes")
+with torch.device('meta'):  # the architecture's checks, and its size, before any memory is taken
+    sized = or_exit(lambda: GPT(GPTConfig(**model_args)))
+or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type)
+
+# out_dir: a fresh run never replaces a run that is there, unless told to
+ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+run_files = [os.path.join(out_dir, f) for f in ('ckpt.pt', 'best.pt', 'metrics.jsonl', 'nonfinite.pt')]
+if init_from == 'resume' and not os.path.exists(ckpt_path):
+    sys.exit(f"error: init_from='resume' but {ckpt_path} does not exist; train with init_from='scratch' first")
+if init_from != 'resume' and any(os.path.exists(f) for f in run_files[:3]) and not overwrite:
+    sys.exit(f"error: {out_dir} holds a run ({', '.join(os.path.basename(f) for f in run_files[:3] if os.path.exists(f))}); "
+             f"continue it with --init_from=resume, train into another --out_dir, or replace it with --overwrite=True")
+if master:
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot create out_dir={out_dir!r} ({e.strerror}); pick another --out_dir")
+    if init_from != 'resume':  # --overwrite=True: the old run goes now, so no file of it mixes with the new one
+        for f in run_files:
+            if os.path.exists(f):
+                os.remove(f)
+if ddp:
+    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+torch.manual_seed(seed)  # the same initial weights on every rank (FSDP shards them as they are)
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
 
 
 def to_device(batch):
@@ -106,18 +125,12 @@ def all_reduce(t):
 
 
 # model, optimizer, EMA: from scratch or from out_dir/ckpt.pt
-ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 iter_num = 0
 best_val_loss = float('inf')
 wandb_run_id = None
 ckpt = None
 if init_from == 'resume':
-    if not os.path.exists(ckpt_path):
-        sys.exit(f"error: init_from='resume' but {ckpt_path} does not exist; train with init_from='scratch' first")
-    try:
-        ckpt = checkpoint.read(ckpt_path, device)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    ckpt = or_exit(checkpoint.read, ckpt_path, device)
     differ = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
     if differ:
         sys.exit("error: the config does not match the checkpoint's architecture: " +
@@ -125,12 +138,10 @@ if init_from == 'resume':
     iter_num = ckpt['iter_num']
     best_val_loss = ckpt['best_val_loss']
     wandb_run_id = ckpt.get('wandb_run_id')
-elif init_from != 'scratch' and not init_from.startswith('trm:'):
-    sys.exit(f"error: init_from={init_from!r}; use 'scratch', 'resume' or 'trm:PATH'")
-try:
-    model = GPT(GPTConfig(**model_args))
-except ValueError as e:
-    sys.exit(f"error: {e}")
+    if iter_num >= max_iters and not eval_only:
+        sys.exit(f"error: {ckpt_path} is at iter {iter_num} and max_iters={max_iters}: nothing to train; raise "
+                 f"--max_iters (and --lr_decay_iters), or evaluate it with --eval_only=True")
+model = GPT(GPTConfig(**model_args))
 if init_from.startswith('trm:'):  # evaluate or fine-tune an official TRM checkpoint
     try:
         official = torch.load(init_from[4:], map_location='cpu', weights_only=True)
@@ -163,7 +174,6 @@ if ckpt is not None:
     ckpt = None  # free memory
 raw_model = model
 if compile:
-    print("compiling the model...")
     model = torch.compile(model)
 if ddp and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
@@ -325,17 +335,22 @@ def save_checkpoint(path=ckpt_path):
         **state, 'model_args': model_args, 'config': config, 'task': task_name,
         'iter_num': iter_num, 'best_val_loss': best_val_loss, 'wandb_run_id': wandb_run_id,
         'system': data['system'],  # control: what solve.py needs to roll predictions out
+        'meta': data.get('meta'),  # the data's meta: a language model's vocabulary travels with it
         'rng': {'torch': torch.get_rng_state(), 'data': train_gen.get_state(),
                 'cuda': torch.cuda.get_rng_state_all() if device_type == 'cuda' else []},
     }
-    return checkpoint.save(ckpt, path, check_finite=path == ckpt_path)
+    return or_exit(checkpoint.save, ckpt, path, check_finite=path == ckpt_path)
 
 
 def log_metrics(row):
     if not master:
         return
-    with open(os.path.join(out_dir, 'metrics.jsonl'), 'a') as f:
-        f.write(json.dumps(row) + '\n')
+    try:
+        with open(os.path.join(out_dir, 'metrics.jsonl'), 'a') as f:
+            f.write(json.dumps(row) + '\n')
+    except OSError as e:
+        sys.exit(f"error: could not append to {out_dir}/metrics.jsonl ({e.strerror}); {ckpt_path} holds the "
+                 f"last checkpoint")
     if wandb_log:
         wandb.log(row, step=row['iter'])
 
@@ -348,6 +363,22 @@ def rss_mb():
     except OSError:
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
+
+
+def duration(seconds):
+    """'1h02m', '4m05s' or '12s'."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def progress():
+    """'elapsed 4m12s, ETA 4m05s': the ETA from the pace so far (evals included), or the time budget's rest."""
+    elapsed = time.time() - t_start
+    left = elapsed / (iter_num - start_iter) * (max_iters - iter_num) if iter_num > start_iter else float('inf')
+    if max_seconds:
+        left = min(left, max(max_seconds - elapsed, 0))
+    return f"elapsed {duration(elapsed)}" + (f", ETA {duration(left)}" if math.isfinite(left) else '')
 
 
 def get_lr(it, elapsed=0.0):
@@ -409,7 +440,7 @@ while True:
         if master:
             steps = ' | '.join(f"s{s + 1} {metrics[f'{val}_loss_s{s + 1}']:.4f}" for s in range(S))
             act_info = f", ACT acc {metrics[f'{val}_act_acc_s{S}']:.3f}" if f'{val}_act_acc_s{S}' in metrics else ''
-            print(f"eval {iter_num}: train {metrics[f'train_loss_s{S}']:.4f}, {val} {val_loss:.4f} "
+            print(f"eval {iter_num}/{max_iters}: train {metrics[f'train_loss_s{S}']:.4f}, {val} {val_loss:.4f} "
                   f"(per supervision step: {steps}){act_info}")
             summary = task.summary(metrics, val, S, config)
             if summary:
@@ -424,6 +455,8 @@ while True:
     if iter_num >= max_iters or eval_only:
         break
 
+    if compile and iter_num == start_iter and master:
+        print("compiling the training step (the first iteration takes a while; later runs use the cache)...")
     iter_loss = torch.zeros(S if schedule == 'batch' else 1, device=device)
     # every rank draws the whole job's batch and takes its slice: the data order is the same for any world size
     ix, aug_seed = task.draw(data, train_gen, (world_size * gradient_accumulation_steps, batch_size))
@@ -468,9 +501,9 @@ while True:
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
         speed = task.log_speed(tok_s, block_size, S if schedule == 'batch' else 1)
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
-        print(f"iter {iter_num}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
+        print(f"iter {iter_num}/{max_iters}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s"
-              + ''.join(f", {k} {v:.2f}" for k, v in speed.items()))
+              + ''.join(f", {k} {v:.2f}" for k, v in speed.items()) + f", {progress()}")
         names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
                      **speed, 'nonfinite_steps': nonfinite_total, 'rss_mb': rss_mb(),
@@ -488,6 +521,11 @@ while True:
             print(f"stopped at iter {iter_num}: {ckpt_path} saved; continue with --init_from=resume")
         break
 
+if master and not eval_only and stop_signal is None:
+    best = os.path.join(out_dir, 'best.pt')
+    print(f"done: iter {iter_num} in {duration(time.time() - t_start)}, best {task.SPLITS[1]} loss {best_val_loss:.4f}"
+          + (f" ({best})" if os.path.exists(best) else '') + f"; checkpoint {ckpt_path}; next: "
+          + task.NEXT_COMMAND.format(out_dir=out_dir))
 if ddp:  # free DDP's reducer and FSDP's sharded state (they hold gloo work) while the interpreter is alive: at exit
     del model, raw_model, optimizer, ema  # their teardown can abort the process
     gc.collect()

@@ -11,6 +11,7 @@ eval_iters = 20
 eval_only = False
 always_save_checkpoint = True
 init_from = 'scratch'  # 'scratch', 'resume' (from out_dir/ckpt.pt), or 'trm:PATH' (weights saved by the official TRM code)
+overwrite = False      # a fresh run into an out_dir that holds a run replaces it only if True (else it refuses)
 seed = 1337
 # logging
 wandb_log = False

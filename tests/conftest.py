@@ -21,7 +21,13 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
 @pytest.fixture
 def run_dir(tmp_path):
     """A working directory holding data/tiny (char-level, nanoGPT format), as train.py expects."""
-    d = tmp_path / 'data' / 'tiny'
+    make_char_data(tmp_path)
+    return tmp_path
+
+
+def make_char_data(cwd):
+    """data/tiny in cwd: TEXT as a char-level nanoGPT set (train.bin, val.bin, meta.pkl)."""
+    d = cwd / 'data' / 'tiny'
     d.mkdir(parents=True)
     chars = sorted(set(TEXT))
     stoi = {c: i for i, c in enumerate(chars)}
@@ -31,11 +37,34 @@ def run_dir(tmp_path):
     ids[n:].tofile(d / 'val.bin')
     with open(d / 'meta.pkl', 'wb') as f:
         pickle.dump({'vocab_size': len(chars), 'stoi': stoi, 'itos': dict(enumerate(chars))}, f)
-    return tmp_path
 
 
 TINY = ['--dataset=tiny', '--batch_size=4', '--block_size=32', '--n_layer=1', '--n_head=2', '--n_kv_head=1',
         '--n_embd=32', '--eval_iters=2', '--log_interval=1', '--warmup_iters=2', '--compile=False']
+
+
+def run_all(cwd, cases, script='train.py', prefix=()):
+    """Run `script` once per case ({name: (args, ...)}) in cwd, 8 processes at a time (one thread each: two
+    cores take twenty cases in ~40 s); {name: CompletedProcess}. Case i writes to out_dir o<i> unless its
+    args name another."""
+    from concurrent.futures import ThreadPoolExecutor
+    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+
+    def run(i, args):
+        return subprocess.run([sys.executable, os.path.join(ROOT, script), *prefix, f'--out_dir=o{i}', *args],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    with ThreadPoolExecutor(8) as pool:
+        futures = {name: pool.submit(run, i, args) for i, (name, (args, *_)) in enumerate(cases.items())}
+    return {name: f.result() for name, f in futures.items()}
+
+
+def one_line_error(proc):
+    """The single line a refused run writes (stderr), after checking it failed, without a traceback."""
+    assert proc.returncode != 0
+    assert 'Traceback' not in proc.stdout + proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
 
 
 def run_train(cwd, *args, check=True):

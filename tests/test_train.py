@@ -1,12 +1,16 @@
 import json
-import pickle
 import math
 import os
+import pickle
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, make_arc_data, make_sudoku_data, run_train
+from conftest import (ROOT, TINY, make_arc_data, make_char_data, make_sudoku_data, one_line_error, run_all,
+                      run_train)
 
 
 def read_metrics(out_dir):
@@ -52,7 +56,11 @@ def test_resume_gives_identical_weights(run_dir):
 
 
 def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
-    run_train(run_dir, '--out_dir=out', '--max_iters=3', '--eval_interval=3')
+    proc = run_train(run_dir, '--out_dir=out', '--max_iters=3', '--eval_interval=3')
+    # the log says where the run is, and where it ended
+    assert 'iter 2/3: loss' in proc.stdout and ', elapsed ' in proc.stdout and ', ETA ' in proc.stdout
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith('done: iter 3 in ') and 'out/ckpt.pt' in last and 'python sample.py --out_dir=out' in last
     ckpt = load(run_dir / 'out' / 'ckpt.pt')  # weights_only=True: plain tensors and containers only
     assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
     assert set(ckpt['model']) == set(ckpt['ema']['model'])
@@ -61,12 +69,13 @@ def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
                    for k in ckpt['model'] if k.endswith('c_fc.weight'))
     assert os.path.exists(run_dir / 'out' / 'best.pt')
     assert not os.path.exists(run_dir / 'out' / 'ckpt.pt.tmp')
+    assert ckpt['meta']['itos'][0] == '\n'  # the vocabulary travels with the model
 
 
 def test_compile_runs_on_cpu_and_saves_without_prefix(run_dir):
     proc = run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2', '--compile=True',
                      '--T_recursion=2', '--n_loops=2')  # no-grad cycles inside the compiled step
-    assert 'compiling' in proc.stdout
+    assert 'compiling the training step' in proc.stdout
     ckpt = load(run_dir / 'out' / 'ckpt.pt')
     assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
 
@@ -79,20 +88,79 @@ def test_plain_baseline_config_runs(run_dir):
     assert load(run_dir / 'out' / 'ckpt.pt')['model_args']['recursion'] is False
 
 
-def one_line_error(proc):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+# ---------------------------------------------------------------- bad input: one line, nothing touched
+
+CUDA = torch.cuda.is_available()
+BAD_INPUT = {  # class of bad input: (train.py arguments after TINY, what its one line must say)
+    'value out of range': (['--batch_size=0'], 'batch_size=0: must be >= 1'),
+    'architecture': (['--n_layer=0'], 'n_layer=0: must be >= 1'),
+    'unknown key': (['--n_layers=2'], "did you mean 'n_layer'"),
+    'value of another type': (['--n_layer=2.5'], 'n_layer=2.5 has type float, expected int'),
+    'config file that does not run': (['bad_config.py'], 'bad_config.py, line 2'),
+    'device the machine lacks': ([f'--device=cuda:{torch.cuda.device_count()}' if CUDA else '--device=cuda'], 'CUDA GPU'),
+    'dtype the device emulates': (['--device=cpu', '--dtype=float16'], "float16' on a CPU"),
+    'step too big for memory': (['--batch_size=100000000'], 'GiB free'),
+    'data too short for block_size': (['--block_size=100000'], 'too few for block_size=100000'),
+    'data of odd length': (['--dataset=odd'], 'odd number of bytes'),
+    'empty data': (['--dataset=empty'], 'has 0 tokens'),
+    'char data without its vocabulary': (['--dataset=nometa'], 'no meta.pkl'),
+    'missing data': (['--dataset=missing'], 'does not exist; prepare it first'),
+    'out_dir that cannot be created': (['--out_dir=a_file/sub'], 'cannot create'),
+    'out_dir that holds a run': (['--out_dir=run'], 'holds a run'),
+    'resume without a checkpoint': (['--out_dir=none', '--init_from=resume'], "init_from='resume' but none/ckpt.pt"),
+    'resume with nothing left to train': (['--out_dir=run', '--init_from=resume', '--max_iters=2'], 'nothing to train'),
+    'unreadable checkpoint': (['--out_dir=truncated', '--init_from=resume', '--max_iters=4'], 'cannot read'),
+    'full disk': (['--out_dir=full', '--init_from=resume', '--max_iters=3', '--eval_interval=3'], 'could not write'),
+}
 
 
-def test_bad_input_gives_one_clear_line(run_dir):
-    assert "'n_layers'" in one_line_error(run_train(run_dir, '--n_layers=3', check=False))
-    assert 'n_layer' in one_line_error(run_train(run_dir, '--n_layer=2.5', check=False))
-    assert 'prepare.py' in one_line_error(run_train(run_dir, '--dataset=missing', check=False))
-    assert 'n_kv_head' in one_line_error(run_train(run_dir, '--n_kv_head=3', '--n_head=4', check=False))
-    assert 'n_embd=30' in one_line_error(run_train(run_dir, '--n_embd=30', '--n_head=4', check=False))
-    assert 'resume' in one_line_error(run_train(run_dir, '--out_dir=none', '--init_from=resume', check=False))
+@pytest.fixture(scope='module')
+def bad_input_runs(tmp_path_factory):
+    """Every BAD_INPUT case, each its own train.py process (conftest.run_all), in a working
+    directory holding a finished run in run/, bad data sets, a config with a syntax error, and copies of
+    the run with a truncated checkpoint (truncated/) and on a full disk (full/: ckpt.pt.tmp leads to
+    /dev/full, which fails every write with ENOSPC). Returns (cwd, {case: CompletedProcess},
+    {path: bytes} of run/ and full/ before)."""
+    cwd = tmp_path_factory.mktemp('bad_input')
+    make_char_data(cwd)
+    run_train(cwd, '--out_dir=run', '--max_iters=2', '--eval_interval=2')
+    d = cwd / 'data'
+    for name in ('odd', 'empty', 'nometa'):
+        shutil.copytree(d / 'tiny', d / name)
+    with open(d / 'odd' / 'train.bin', 'ab') as f:
+        f.write(b'\0')
+    (d / 'empty' / 'train.bin').write_bytes(b'')
+    (d / 'nometa' / 'meta.pkl').unlink()
+    (cwd / 'bad_config.py').write_text("batch_size = 4\nn_layer = (\n")
+    (cwd / 'a_file').write_text('not a folder')
+    for name in ('truncated', 'full'):
+        shutil.copytree(cwd / 'run', cwd / name)
+    ckpt = cwd / 'truncated' / 'ckpt.pt'
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    os.symlink('/dev/full', cwd / 'full' / 'ckpt.pt.tmp')
+    before = {p: p.read_bytes() for p in [*(cwd / 'run').iterdir(), *(cwd / 'full').iterdir()] if p.is_file()}
+    done = run_all(cwd, BAD_INPUT, prefix=TINY)
+    return cwd, done, before
+
+
+@pytest.mark.parametrize('case', BAD_INPUT)
+def test_bad_input_is_one_line_and_leaves_every_file_as_it_was(bad_input_runs, case):
+    cwd, done, before = bad_input_runs
+    proc, expected = done[case], BAD_INPUT[case][1]
+    line = one_line_error(proc)
+    assert line.startswith('error: ') and expected in line, line
+    for path, content in before.items():  # the finished run (and the full disk's old checkpoint) byte for byte
+        if path.name != 'metrics.jsonl' or path.parent.name == 'run':
+            assert path.read_bytes() == content, path
+    assert not (cwd / 'full' / 'ckpt.pt.tmp').exists()  # the partial write is gone
+
+
+def test_a_fresh_run_replaces_a_run_only_with_overwrite(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
+    assert 'holds a run' in one_line_error(run_train(run_dir, '--out_dir=out', '--max_iters=1', check=False))
+    run_train(run_dir, '--out_dir=out', '--max_iters=1', '--eval_interval=1', '--overwrite=True')
+    assert [r['iter'] for r in read_metrics(run_dir / 'out') if r['kind'] == 'eval'] == [0, 1]  # the new run's only
+    assert load(run_dir / 'out' / 'ckpt.pt')['iter_num'] == 1
 
 
 def test_resume_with_other_architecture_names_the_fields(run_dir):
@@ -125,7 +193,7 @@ def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(run_dir):
                             cwd=run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
     for line in proc.stdout:  # wait until training is under way
-        if line.startswith('iter 20:'):
+        if line.startswith('iter 20/'):
             proc.send_signal(signal.SIGTERM)
             break
     out, err = proc.communicate(timeout=120)
@@ -202,9 +270,11 @@ def test_fsdp_needs_torchrun(run_dir):
     assert proc.returncode != 0 and 'torchrun' in proc.stderr.strip().splitlines()[-1]
 
 
-def test_accumulation_must_divide_among_ranks(run_dir):
-    proc = torchrun(run_dir, '--gradient_accumulation_steps=3')
-    assert proc.returncode != 0 and 'divisible' in proc.stderr
+def test_default_accumulation_runs_under_torchrun_and_says_the_effective_batch(run_dir):
+    proc = torchrun(run_dir, '--out_dir=two', '--max_iters=1', '--eval_iters=1')  # gradient_accumulation_steps=1
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'is 1 each: every step takes 2 micro-batches, not 1' in proc.stdout
+    assert '2 x 1 micro-batches of 4 x 32' in proc.stdout
 
 
 def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(run_dir):
