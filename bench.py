@@ -26,7 +26,7 @@ from tqdm import tqdm
 import checkpoint
 import lm
 from ablate import derive, run_ablation
-from common import PTDTYPE, native_bf16, or_exit, runtime, supervision_weights, task_of
+from common import PTDTYPE, native_bf16, or_exit, runtime, supervision_weights, task_of, train_memory
 from configurator import (DEFAULTS_FILE, TRAIN_RULES, ConfigError, at_least, config_keys, configure, fraction,
                           from_command_line, one_of, train_defaults)
 from generate import KVCache, decode, generate, sites_per_step
@@ -87,10 +87,9 @@ def setup(c):
 
 def preset_table():
     """Per preset: parameters, training FLOPs per token (recursion counted), memory per sequence and the
-    largest micro-batch in 24/40/80 GB. Models are built on the meta device (no memory, no compute);
-    activation memory is what autograd saves in one supervision step under bf16 autocast, measured with
-    saved-tensor hooks as the difference between micro-batches of 2 and 1."""
-    print("| preset | params (non-emb) | emb | GFLOPs/token (train) | activations/seq | weights+grads+AdamW "
+    largest micro-batch in 24/40/80 GB, from common.train_memory (the estimate train.py refuses a run by)
+    under bf16 autocast. Models are built on the meta device: no memory, no compute."""
+    print("| preset | params (non-emb) | emb | GFLOPs/token (train) | activations/seq | weights+grads+AdamW+EMA "
           "| micro-batch 24 / 40 / 80 GB |")
     print("|---|---|---|---|---|---|---|")
     for name in ('conservative', 'conservative_plain', 'balanced', 'balanced_plain', 'aggressive',
@@ -98,21 +97,8 @@ def preset_table():
         c = configure(train_defaults(), [os.path.join('config', f'{name}.py')])
         with torch.device('meta'):  # the presets' data is GPT-2 tokens: no need to have it here
             m = GPT(GPTConfig(**{k: c[k] for k in GPTConfig.keys() if k in c}, vocab_size=lm.GPT2_VOCAB))
-
-        def saved_bytes(B):
-            storages = {}
-
-            def pack(t):
-                storages[t.untyped_storage()._cdata] = t.untyped_storage().nbytes()
-                return t
-            idx = torch.zeros(B, c['block_size'], dtype=torch.long, device='meta')
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast('cpu', torch.bfloat16):
-                logits = m(idx)[0]
-                F.cross_entropy(logits.float().flatten(0, 1), idx.flatten())
-            return sum(storages.values())
-        act = saved_bytes(2) - saved_bytes(1)
-        n_params = sum(p.numel() for p in m.parameters())
-        state = 16 * n_params  # fp32 weights, grads, AdamW's two moments
+        state = train_memory(m, 0, 'bfloat16', c['use_ema'])
+        act = train_memory(m, 1, 'bfloat16', c['use_ema']) - state
         fits = ' / '.join(str(max(0, int((gb * 2 ** 30 - state) // act))) for gb in (24, 40, 80))
         print(f"| {name} | {m.get_num_params() / 1e6:.1f}M | {m.wte.weight.numel() / 1e6:.1f}M | "
               f"{m.flops_per_token() / 1e9:.2f} | {act / 2 ** 30:.2f} GiB | {state / 2 ** 30:.1f} GiB | {fits} |")

@@ -16,7 +16,7 @@ n_loops = 4
 T_recursion = 2
 n_sup = 12
 block_size = 2048
-batch_size = 1              # ~0.5M tokens per optimizer step (1 x 256 x 2048); 1 sequence needs ~71 GB (bench.py --presets)
+batch_size = 1              # ~0.5M tokens per optimizer step (1 x 256 x 2048); 1 sequence needs ~33 GB (bench.py --presets)
 gradient_accumulation_steps = 256
 # GPT-3 XL (24 x 2048) trained at 2e-4; this net is narrower but recursed deeper: the same value
 learning_rate = 2e-4

@@ -17,7 +17,7 @@ n_sup = 8
 block_size = 1024
 # ~0.5M tokens per optimizer step (8 x 64 x 1024), GPT-2's batch; accumulation counts the whole job's
 # micro-batches, so 8 GPUs run 8 each. Lower batch_size and raise the accumulation if memory is short.
-batch_size = 8   # fits an 80 GB GPU (14 would; 4 on 24 GB: python bench.py --presets=True)
+batch_size = 8   # fits a 24 GB GPU (32 on 80 GB: python bench.py --presets=True)
 gradient_accumulation_steps = 64
 # GPT-2 small's AdamW recipe (lr 6e-4, beta2 0.95, wd 0.1, clip 1): the blocks are GPT-2 small's and
 # post-norm keeps the recursive states bounded, so the same step size is stable; warmup 2000 as nanoGPT.

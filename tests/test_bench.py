@@ -66,3 +66,21 @@ def test_throughput_table_times_a_control_model(control_run):
     out = bench(control_run, *args, '--compile=False', '--warmup=1', '--steps=1', '--rounds=1', '--peak_n=512')
     row = re.search(r'^\| config eager \| [\d.]+M \| ([\d.,]+) \| ([\d,]+) \|', out, re.M)
     assert row and float(row.group(1)) > 0 and int(row.group(2).replace(',', '')) > 0, out
+
+
+def test_presets_table_is_the_estimate_train_py_refuses_by():
+    import torch
+    import lm
+    from common import train_memory
+    from configurator import configure, train_defaults
+    from model import GPT, GPTConfig
+    out = bench(ROOT, '--presets=True')
+    rows = re.findall(r'^\| (\w+) \| [\d.]+M \| [\d.]+M \| [\d.]+ \| ([\d.]+) GiB \| ([\d.]+) GiB \| (\d+) / (\d+) / (\d+) \|$',
+                      out, re.M)
+    assert len(rows) == 8, out
+    name, act, state, *fits = rows[0]
+    c = configure(train_defaults(), [os.path.join(ROOT, 'config', f'{name}.py')])
+    with torch.device('meta'):
+        m = GPT(GPTConfig(**{k: c[k] for k in GPTConfig.keys() if k in c}, vocab_size=lm.GPT2_VOCAB))
+    for gb, fit in zip((24, 40, 80), map(int, fits)):  # the largest micro-batch whose estimate fits
+        assert train_memory(m, fit, 'bfloat16', c['use_ema']) <= gb * 2 ** 30 < train_memory(m, fit + 1, 'bfloat16', c['use_ema'])
