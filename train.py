@@ -88,21 +88,21 @@ or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type)
 
 # out_dir: a fresh run never replaces a run that is there, unless told to
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-run_files = [os.path.join(out_dir, f) for f in ('ckpt.pt', 'best.pt', 'metrics.jsonl', 'nonfinite.pt')]
-if init_from == 'resume' and not os.path.exists(ckpt_path):
+held = [f for f in ('ckpt.pt', 'best.pt', 'metrics.jsonl') if os.path.exists(os.path.join(out_dir, f))]
+if init_from == 'resume' and 'ckpt.pt' not in held:
     sys.exit(f"error: init_from='resume' but {ckpt_path} does not exist; train with init_from='scratch' first")
-if init_from != 'resume' and any(os.path.exists(f) for f in run_files[:3]) and not overwrite:
-    sys.exit(f"error: {out_dir} holds a run ({', '.join(os.path.basename(f) for f in run_files[:3] if os.path.exists(f))}); "
-             f"continue it with --init_from=resume, train into another --out_dir, or replace it with --overwrite=True")
+if init_from != 'resume' and held and not overwrite:
+    sys.exit(f"error: {out_dir} holds a run ({', '.join(held)}); continue it with --init_from=resume, train into "
+             f"another --out_dir, or replace it with --overwrite=True")
 if master:
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         sys.exit(f"error: cannot create out_dir={out_dir!r} ({e.strerror}); pick another --out_dir")
     if init_from != 'resume':  # --overwrite=True: the old run goes now, so no file of it mixes with the new one
-        for f in run_files:
-            if os.path.exists(f):
-                os.remove(f)
+        for f in ('ckpt.pt', 'best.pt', 'metrics.jsonl', 'nonfinite.pt'):
+            if os.path.exists(os.path.join(out_dir, f)):
+                os.remove(os.path.join(out_dir, f))
 if ddp:
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
 torch.manual_seed(seed)  # the same initial weights on every rank (FSDP shards them as they are)
