@@ -109,7 +109,9 @@ BAD_INPUT = {  # class of bad input: (train.py arguments after TINY, what its on
     'out_dir that holds a run': (['--out_dir=run'], 'holds a run'),
     'resume without a checkpoint': (['--out_dir=none', '--init_from=resume'], "init_from='resume' but none/ckpt.pt"),
     'resume with nothing left to train': (['--out_dir=run', '--init_from=resume', '--max_iters=2'], 'nothing to train'),
-    'unreadable checkpoint': (['--out_dir=truncated', '--init_from=resume', '--max_iters=4'], 'cannot read'),
+    'resume with another architecture': (['--out_dir=run', '--init_from=resume', '--max_iters=4', '--block_size=16'],
+                                         'block_size=16 (checkpoint: 32)'),
+    'unreadable checkpoint': (['--out_dir=truncated', '--init_from=resume', '--max_iters=4'], 'cannot read truncated/ckpt.pt'),
     'full disk': (['--out_dir=full', '--init_from=resume', '--max_iters=3', '--eval_interval=3'], 'could not write'),
 }
 
@@ -163,16 +165,6 @@ def test_a_fresh_run_replaces_a_run_only_with_overwrite(run_dir):
     assert load(run_dir / 'out' / 'ckpt.pt')['iter_num'] == 1
 
 
-def test_resume_with_other_architecture_names_the_fields(run_dir):
-    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
-    before = (run_dir / 'out' / 'ckpt.pt').read_bytes()
-    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--n_embd=64', check=False))
-    assert 'n_embd' in line
-    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', '--block_size=64', check=False))
-    assert 'block_size=64 (checkpoint: 32)' in line
-    assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
-
-
 def test_wandb_offline_run_is_written(run_dir, monkeypatch):
     monkeypatch.setenv('WANDB_MODE', 'offline')
     monkeypatch.setenv('WANDB_DIR', str(run_dir))
@@ -216,15 +208,6 @@ def test_nonfinite_steps_are_skipped_and_stop_without_touching_the_checkpoint(ru
     assert 'non-finite' in one_line_error(proc)
     assert (run_dir / 'out' / 'ckpt.pt').read_bytes() == before
     assert load(run_dir / 'out' / 'nonfinite.pt')['iter_num'] > 4
-
-
-def test_corrupted_checkpoint_is_one_clear_error(run_dir):
-    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
-    path = run_dir / 'out' / 'ckpt.pt'
-    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
-    line = one_line_error(run_train(run_dir, '--out_dir=out', '--init_from=resume', check=False))
-    assert 'cannot read' in line and 'ckpt.pt' in line
-    assert len(path.read_bytes()) == 1000
 
 
 def torchrun(run_dir, *args):
