@@ -23,7 +23,7 @@ import time
 import torch
 
 from ablate import derive
-from common import available_memory, or_exit, runtime, train_memory
+from common import available_memory, or_exit, prepare_command, runtime, train_memory
 from configurator import DEVICE, at_least, configure, from_command_line, train_defaults
 from model import GPT, GPTConfig
 
@@ -48,12 +48,11 @@ SMALL = ['--n_layer=1', '--n_embd=32', '--n_head=2', '--n_kv_head=1', '--block_s
 
 
 def run(script, *args):
-    """stdout of `python <script> args` in the current folder; exits with its last error line if it fails."""
+    """stdout of `python <script> args` in the current folder; RuntimeError with its last line if it fails."""
     proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
                           env=dict(os.environ, WANDB_MODE='disabled'))
     if proc.returncode != 0:
-        sys.exit(f"error: python {script} {' '.join(args)} failed: "
-                 f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+        raise RuntimeError((proc.stderr.strip().splitlines() or ['no output'])[-1][-200:])
     return proc.stdout
 
 
@@ -86,13 +85,19 @@ def vendor_peak():
 
 def throughput(name, argv):
     """One bench.py run of config argv: (its table row: tokens/s, MFU against the measured and the vendor's
-    peak, peak memory against train_memory's estimate; bench.py's output)."""
+    peak, peak memory against train_memory's estimate; bench.py's output). Out of memory, it retries at half
+    the micro-batch: a short GPU window should end with a table, not a traceback."""
     flags = (['--warmup=1', '--steps=1', '--rounds=1', '--compile=False', '--peak_n=256'] if tiny else
              ['--warmup=3', '--steps=10', '--rounds=2', '--compile=True'])
-    out = run('bench.py', *argv, *flags, f'--device={device}')
+    model, c = sized(argv)
+    try:
+        out = run('bench.py', *argv, *flags, f'--device={device}')
+    except RuntimeError as e:
+        if 'out of memory' in str(e) and c['batch_size'] > 1:
+            return throughput(name, [*argv, f"--batch_size={c['batch_size'] // 2}"])
+        raise
     rows = {m.group(1): m.groups()[1:] for m in BENCH_ROW.finditer(out)}
     tok_s, gflop_s, mfu, mem = rows['compiled' if 'compiled' in rows else 'eager']
-    model, c = sized(argv)
     estimate = train_memory(model, c['batch_size'], dtype, use_ema=False)  # bench.py keeps no EMA
     measured = int(mem.replace(',', '')) * 2 ** 20
     vendor = vendor_peak()
@@ -100,57 +105,94 @@ def throughput(name, argv):
     memory = (f"{measured / 2 ** 30:.2f} GiB peak vs {estimate / 2 ** 30:.2f} GiB estimated "
               f"({100 * (estimate / measured - 1):+.0f}%)" if device_type == 'cuda' else
               f"{measured / 2 ** 30:.2f} GiB process RSS (the estimate is of device memory)")
-    return f"| {name} | {tok_s} tokens/s | MFU {mfu}% of measured peak, {against_vendor} of vendor's | {memory} |", out
+    return (f"| {name}, batch {c['batch_size']} | {tok_s} tokens/s | MFU {mfu}% of measured peak, {against_vendor} "
+            f"of vendor's | {memory} |"), out
+
+
+def measure(name, f):
+    """f()'s table row, or a row saying why it failed (the suite goes on: one failure costs one row)."""
+    try:
+        return f()
+    except (RuntimeError, ValueError, AttributeError, KeyError) as e:  # a failed command, output not as expected
+        failed.append(name)
+        return f"| {name} | failed: {e} | | |"
 
 
 # -----------------------------------------------------------------------------
 t_start = time.time()
 name = torch.cuda.get_device_name(torch.device(device)) if device_type == 'cuda' else device
 print(f"suite: {name}, torch {torch.__version__}, CUDA {torch.version.cuda or '-'}, {time.strftime('%Y-%m-%d')}, "
-      f"dtype {dtype}{', tiny sizes' if tiny else ''}: python suite.py {' '.join(sys.argv[1:])}")
+      f"dtype {dtype}{', tiny sizes' if tiny else ''}: python suite.py {' '.join(sys.argv[1:])}", flush=True)
+if not os.path.isdir(os.path.join('data', dataset)):
+    sys.exit(f"error: data/{dataset} does not exist; prepare it first: {prepare_command(dataset)}")
 vendor = vendor_peak()
-
-# training throughput: plain vs recursive 6 x 384 (the LM data), preset A at n_sup 1 and at its full n_sup
+failed = []
 small = SMALL if tiny else []
 lm = [f'--dataset={dataset}']
-row, out = throughput('6 x 384 plain', [os.path.join(ROOT, 'config', 'shakespeare_char_384_plain.py'), *lm, *small])
-peak = re.search(r'measured matmul peak: (.*?);', out).group(1)
-rows = [f"| matmul peak | {peak} | vendor's dense bf16: {f'{vendor / 1e12:.0f} TFLOP/s' if vendor else '-'} | |", row]
-rows.append(throughput('6 x 384 recursive', [os.path.join(ROOT, 'config', 'shakespeare_char_384.py'), *lm, *small])[0])
-preset = [os.path.join(ROOT, 'config', 'conservative.py'), '--data=random', '--gradient_accumulation_steps=1']
-for n_sup in (1, configure(train_defaults(), preset[:1])['n_sup']):
-    argv = [*preset, f'--n_sup={n_sup}']
-    argv += small if tiny else [f'--batch_size={largest_batch(argv)}']
-    rows.append(throughput(f'preset A, n_sup {n_sup}', argv)[0])
 
-# the paper's Sudoku model, faithful: samples x supervision steps per second, on a small generated set
-if not os.path.exists(os.path.join('data', 'sudoku_suite', 'meta.json')):
-    run(os.path.join('data', 'sudoku', 'prepare.py'), '--difficulty=easy', '--n_train=64', '--n_test=16',
-        '--out_dir=data/sudoku_suite')
-puzzle = [os.path.join(ROOT, 'config', 'tiny_puzzle.py'), '--dataset=sudoku_suite']
-puzzle += (['--n_embd=32', '--n_head=2', '--n_kv_head=2', '--n_loops=1', '--T_recursion=1', '--n_sup=2',
-            '--batch_size=2', '--puzzle_emb_ndim=0'] if tiny else ['--batch_size=256'])
-row = throughput('Sudoku, faithful mlp_t', puzzle)[0]
-model, c = sized(puzzle)
-tok_s = float(re.search(r'\| ([\d,]+) tokens/s', row).group(1).replace(',', ''))
-rows.append(row.replace(' tokens/s', f" tokens/s = {tok_s / model.config.block_size * c['n_sup']:,.0f} "
-                                     f"samples x steps/s", 1))
 
-# the default LM: val loss after lm_iters iterations, then sampling with the cache and without
+def plain_and_peak():
+    """The plain 6 x 384 model's row, after a row with the matmul peak its bench.py run measured."""
+    row, out = throughput('6 x 384 plain', [os.path.join(ROOT, 'config', 'shakespeare_char_384_plain.py'), *lm, *small])
+    peak = re.search(r'measured matmul peak: (.*?);', out).group(1)
+    return f"| matmul peak | {peak} | vendor's dense bf16: {f'{vendor / 1e12:.0f} TFLOP/s' if vendor else '-'} | |\n" + row
+
+
+def preset_a(n_sup):
+    argv = [os.path.join(ROOT, 'config', 'conservative.py'), '--data=random', '--gradient_accumulation_steps=1',
+            f'--n_sup={n_sup}']
+    return throughput(f'preset A, n_sup {n_sup}', argv + (small if tiny else [f'--batch_size={largest_batch(argv)}']))[0]
+
+
+def sudoku():
+    """The paper's Sudoku model, faithful, on a small generated set: samples x supervision steps per second."""
+    if not os.path.exists(os.path.join('data', 'sudoku_suite', 'meta.json')):
+        run(os.path.join('data', 'sudoku', 'prepare.py'), '--difficulty=easy', '--n_train=64', '--n_test=16',
+            '--out_dir=data/sudoku_suite')
+    argv = [os.path.join(ROOT, 'config', 'tiny_puzzle.py'), '--dataset=sudoku_suite']
+    if tiny:
+        argv += ['--n_embd=32', '--n_head=2', '--n_kv_head=2', '--n_loops=1', '--T_recursion=1', '--n_sup=2',
+                 '--batch_size=2', '--puzzle_emb_ndim=0']
+    else:  # the paper's batch, 768, where it fits
+        argv += [f'--batch_size={min(768, largest_batch(argv))}']
+    row = throughput('Sudoku, faithful mlp_t', argv)[0]
+    model, c = sized(argv)
+    tok_s = float(re.search(r'\| ([\d,]+) tokens/s', row).group(1).replace(',', ''))
+    return row.replace(' tokens/s', f" tokens/s = {tok_s / model.config.block_size * c['n_sup']:,.0f} "
+                                    f"samples x steps/s", 1)
+
+
 lm_dir = os.path.join(work_dir, 'lm')
-iters = 20 if tiny else lm_iters
-run('train.py', *lm, f'--out_dir={lm_dir}', '--overwrite=True', f'--device={device}', f'--max_iters={iters}',
-    f'--lr_decay_iters={iters}', f'--eval_interval={iters}', *(SMALL + ['--compile=False'] if tiny else []))
-with open(os.path.join(lm_dir, 'metrics.jsonl')) as f:
-    last = [r for r in map(json.loads, f) if r['kind'] == 'eval'][-1]
-rows.append(f"| default LM | val loss {last['val_loss_s1']:.4f} after {last['iter']} iterations | "
-            f"{last['time']:.0f} s, evals included | |")
-out = run('bench.py', '--sample=True', f'--out_dir={lm_dir}', f'--device={device}', '--compile=False',
-          '--n_sup_inference=2', *(['--n_tokens=16', '--repeats=1', '--val_sequences=1', '--val_length=8'] if tiny else []))
-recompute = re.search(r'recompute window +([\d.]+) tokens/s', out).group(1)
-cached, speedup = re.search(r'KV cache +([\d.]+) tokens/s +\(([\d.]+)x\)', out).groups()
-rows.append(f"| sampling, default LM at n_sup 2 | KV cache {cached} tokens/s, recompute {recompute} | {speedup}x | |")
 
+
+def default_lm():
+    """The default LM's val loss after lm_iters iterations (its checkpoint is what the sampling row uses)."""
+    iters = 20 if tiny else lm_iters
+    run('train.py', *lm, f'--out_dir={lm_dir}', '--overwrite=True', f'--device={device}', f'--max_iters={iters}',
+        f'--lr_decay_iters={iters}', f'--eval_interval={iters}', *(SMALL + ['--compile=False'] if tiny else []))
+    with open(os.path.join(lm_dir, 'metrics.jsonl')) as f:
+        last = [r for r in map(json.loads, f) if r['kind'] == 'eval'][-1]
+    return (f"| default LM | val loss {last['val_loss_s1']:.4f} after {last['iter']} iterations | "
+            f"{last['time']:.0f} s, evals included | |")
+
+
+def sampling():
+    out = run('bench.py', '--sample=True', f'--out_dir={lm_dir}', f'--device={device}', '--compile=False',
+              '--n_sup_inference=2', *(['--n_tokens=16', '--repeats=1', '--val_sequences=1', '--val_length=8']
+                                       if tiny else []))
+    recompute = re.search(r'recompute window +([\d.]+) tokens/s', out).group(1)
+    cached, speedup = re.search(r'KV cache +([\d.]+) tokens/s +\(([\d.]+)x\)', out).groups()
+    return f"| sampling, default LM at n_sup 2 | KV cache {cached} tokens/s, recompute {recompute} | {speedup}x | |"
+
+
+rows = [measure('6 x 384 plain', plain_and_peak),
+        measure('6 x 384 recursive', lambda: throughput(
+            '6 x 384 recursive', [os.path.join(ROOT, 'config', 'shakespeare_char_384.py'), *lm, *small])[0]),
+        measure('preset A, n_sup 1', lambda: preset_a(1)),
+        measure('preset A, n_sup 8', lambda: preset_a(configure(train_defaults(), [os.path.join(
+            ROOT, 'config', 'conservative.py')])['n_sup'])),
+        measure('Sudoku, faithful mlp_t', sudoku), measure('default LM', default_lm), measure('sampling', sampling)]
 print("\n| measurement | result | against | memory |\n|---|---|---|---|")
 print('\n'.join(rows))
-print(f"\nsuite took {time.time() - t_start:.0f} s")
+print(f"\nsuite took {time.time() - t_start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ''))
+sys.exit(1 if failed else 0)

@@ -18,8 +18,10 @@ def test_the_suite_runs_at_toy_sizes_and_prints_one_table(tmp_path):
     assert re.search(r'^suite: cpu, torch [\d.]+.*, dtype float32, tiny sizes', out, re.M), out
     table = [line for line in out.splitlines() if line.startswith('| ')]
     names = [line.split(' | ')[0][2:] for line in table[1:]]
-    assert names == ['matmul peak', '6 x 384 plain', '6 x 384 recursive', 'preset A, n_sup 1', 'preset A, n_sup 8',
-                     'Sudoku, faithful mlp_t', 'default LM', 'sampling, default LM at n_sup 2'], table
+    assert names == ['matmul peak', '6 x 384 plain, batch 2', '6 x 384 recursive, batch 2', 'preset A, n_sup 1, batch 2',
+                     'preset A, n_sup 8, batch 2', 'Sudoku, faithful mlp_t, batch 2', 'default LM',
+                     'sampling, default LM at n_sup 2'], table
+    assert 'failed' not in out
     for line in table[2:7]:  # every training row measured something
         tok_s = float(re.search(r'\| ([\d,]+) tokens/s', line).group(1).replace(',', ''))
         assert tok_s > 0 and re.search(r'MFU [\d.]+% of measured peak', line), line
