@@ -5,9 +5,13 @@ Generation with an exact KV cache through the recursion.
 
 Every attention site of the recursion (supervision step, cycle, net call, layer) keeps its own keys
 and values, because the same layer sees a different state at each call; decoding one token at a time
-then gives the logits a full recomputation of the window gives. With halt_threshold < 1 a token stops
-its supervision steps once the q-head says its answer is right (model.halted); the keys/values of the
-steps it skipped are copied from its last computed step, so later tokens can still attend to it.
+then gives the logits a full recomputation of the window gives.
+
+Per-token halting (halt_threshold < 1), the one definition decode() implements for a prompt, a window and
+a single new token alike: token i halts after the first step h_i at which model.halted(q_i, threshold)
+(else n_sup). Its logits are those of step h_i, and at every attention site of a later step s > h_i its
+keys/values are the ones it had at the same site of step h_i, so later tokens attend to its halted state.
+Decoding token by token through the cache and recomputing the whole window give the same logits.
 """
 import functools
 
@@ -26,11 +30,13 @@ class KVCache:
     place, but a write into a view of one makes it copy the whole buffer, every token. Slots past the
     newest token may hold stale values: the mask hides them."""
 
-    def __init__(self, k=None, v=None, positions=None, mask=None):
+    def __init__(self, k=None, v=None, positions=None, mask=None, running=None, prev=None):
         self.k = k
         self.v = v
         self.positions = positions  # slots of the new tokens [L]
         self.mask = mask            # the slots each new token sees [L, block_size]
+        self.running = running      # halting: which new tokens still compute [B, L] (None: all)
+        self.prev = prev            # halting: the previous step's (k, v) sites, where halted tokens keep theirs
         self.site = 0               # the next site forward() visits
 
     def allocate(self, sites, shape, dtype, device):  # shape of one site: [B, n_kv_head, block_size, head_dim]
@@ -39,13 +45,19 @@ class KVCache:
         self.slots = torch.arange(shape[2], device=device)
         self.causal = self.slots <= self.slots[:, None]  # row p: the slots a token at position p sees
 
-    def step(self, s, n, positions, mask):
-        """The n sites of supervision step s, for new tokens at positions [L] seeing mask [L, block_size].
+    def step(self, s, n, positions, mask, running=None):
+        """The n sites of supervision step s, for new tokens at positions [L] seeing mask [L, block_size];
+        running [B, L]: the tokens that compute this step (the others keep their step s-1 keys/values).
         A view with its own site counter, visited in a fixed order by forward()."""
-        return KVCache(self.k[s * n:(s + 1) * n], self.v[s * n:(s + 1) * n], positions, mask)
+        prev = None if running is None else (self.k[(s - 1) * n:s * n], self.v[(s - 1) * n:s * n])
+        return KVCache(self.k[s * n:(s + 1) * n], self.v[s * n:(s + 1) * n], positions, mask, running, prev)
 
     def __call__(self, k, v):  # k, v: [B, n_kv_head, L, hd] of the new tokens -> the site's k, v, mask
         k_all, v_all = self.k[self.site], self.v[self.site]
+        if self.running is not None:  # halted tokens: the keys/values of their halting step, carried forward
+            keep = self.running[:, None, :, None]
+            k = torch.where(keep, k.to(k_all.dtype), self.prev[0][self.site][:, :, self.positions])
+            v = torch.where(keep, v.to(v_all.dtype), self.prev[1][self.site][:, :, self.positions])
         k_all[:, :, self.positions] = k.to(k_all.dtype)
         v_all[:, :, self.positions] = v.to(v_all.dtype)
         self.site += 1
@@ -61,17 +73,19 @@ def sites_per_step(config):
 @torch.no_grad()
 def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
     """Run the recursion over new tokens idx [B, L] at positions pos.., writing their keys/values into
-    the cache (None: no cache, idx is the whole context). A row stops its supervision steps once its
-    last token halts (model.halted at halt_threshold; 1.0: never); the keys/values of the steps it
-    skipped are copied from its last computed step, so later tokens can attend to it. step: what runs
-    one supervision step (default model itself; generate passes a compiled one). Returns the last
-    token's logits [B, V] and the steps each row used [B]."""
+    the cache (None: no cache, idx is the whole context). With halt_threshold < 1 every token halts as the
+    module docstring defines (model.halted; 1.0: never), through a cache (a temporary one when None is
+    given). step: what runs one supervision step (default model itself; generate passes a compiled one).
+    Returns the last token's logits [B, V] and the steps it used [B]."""
     cfg = model.config
     B, L = idx.shape
     dev = idx.device
     n = sites_per_step(cfg)
     step = step or model
-    sites = lambda s: None
+    halting = model.q_head is not None and halt_threshold < 1.0
+    if cache is None and halting:  # halted tokens keep keys/values: that needs the sites, for this window only
+        cache = KVCache()
+    sites = lambda s, running=None: None
     if cache is not None:
         if pos + L > cfg.block_size:
             raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
@@ -84,33 +98,26 @@ def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
                              f"not {n_sup} of batch {B}: start a new KVCache()")
         positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
         mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
-        sites = lambda s: cache.step(s, n, positions, mask)
+        sites = lambda s, running=None: cache.step(s, n, positions, mask, running)
     y = z = None
-    if model.q_head is None or halt_threshold >= 1.0:  # every row runs every step: no bookkeeping, no syncs
+    if not halting:  # every token runs every step: no bookkeeping, no syncs
         for s in range(n_sup):
             logits, _, y, z = step(idx, y, z, sites(s))
         return logits[:, -1], torch.full((B,), n_sup, dtype=torch.long)
-    last = torch.zeros(B, dtype=torch.long)  # the last step each row computed
-    done = torch.zeros(B, dtype=torch.bool)
+    running = torch.ones(B, L, dtype=torch.bool, device=dev)  # tokens that have not halted
+    used = torch.zeros(B, L, dtype=torch.long, device=dev)    # steps each token computed
     for s in range(n_sup):
-        step_logits, q, y, z = step(idx, y, z, sites(s))
-        running = ~done
-        if s == 0:
-            logits = step_logits[:, -1]
-        else:
-            logits = torch.where(running.to(dev)[:, None], step_logits[:, -1], logits)
-        last[running] = s
-        done |= halted(q[:, -1], halt_threshold).cpu()
-        if done.all():
+        step_logits, q, y, z = step(idx, y, z, sites(s, running if s else None))
+        logits = step_logits if s == 0 else torch.where(running[..., None], step_logits, logits)
+        used += running
+        running &= ~halted(q, halt_threshold)
+        if not running.any():  # the later steps' sites: every token's halting-step keys/values
+            for later in range(s + 1, n_sup):
+                for kv in (cache.k, cache.v):
+                    for j in range(n):
+                        kv[later * n + j][:, :, positions] = kv[s * n + j][:, :, positions]
             break
-    if cache is not None:  # fill the sites of the steps a row skipped
-        for s in range(1, n_sup):
-            for r in (last < s).nonzero().flatten().tolist():
-                src = last[r].item() * n
-                for j in range(n):
-                    for kv in (cache.k, cache.v):
-                        kv[s * n + j][r, :, pos:pos + L] = kv[src + j][r, :, pos:pos + L]
-    return logits, last + 1
+    return logits[:, -1], used[:, -1].cpu()
 
 
 @torch.no_grad()
@@ -121,9 +128,9 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None
 
     The context is a window of at most block_size tokens. When a new token would overflow it, the
     window slides to its last block_size // 2 tokens and the cache is refilled from them, so every
-    distribution equals a full recomputation over the current window (use_cache=False recomputes it for
-    every token, for reference and benchmarks). compile: torch.compile the supervision step (one-token
-    steps with the cache, whole windows without; prefills run eager)."""
+    distribution equals a full recomputation over the current window, halting included (use_cache=False
+    recomputes it for every token, for reference and benchmarks). compile: torch.compile the supervision
+    step (one-token steps with the cache, whole windows without; prefills run eager)."""
     n_sup = n_sup or model.n_sup
     block = model.config.block_size
     step = compiled_step(model, use_cache) if compile else None
@@ -141,9 +148,9 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None
             cache = None
         if not use_cache:
             logits, used = decode(model, idx[:, start:], None, 0, n_sup, halt_threshold, step)
-        elif cache is None:  # prefill the window in one pass (every token runs all steps)
+        elif cache is None:  # prefill the window in one pass, each token halting as it would one at a time
             cache = KVCache()
-            logits, used = decode(model, idx[:, start:], cache, 0, n_sup)
+            logits, used = decode(model, idx[:, start:], cache, 0, n_sup, halt_threshold)
         elif fused is not None:
             p = idx.size(1) - 1 - start
             idx_next = fused(model, idx_next, cache, cache.slots[p:p + 1], cache.causal[p:p + 1], n_sup,

