@@ -541,7 +541,8 @@ def summary(metrics, split, S, config):
     line = (f"  {split} cost ratio per step: {per_step('cost_ratio', '.4f')}; p95 {per_step('cost_ratio_p95', '.3f')}; "
             f"success {per_step('success', '.3f')} (optimum {metrics[f'{split}_opt_success']:.3f})")
     if f'{split}_halt_step' in metrics:
-        line += f", halting step {metrics[f'{split}_halt_step']:.2f}"
+        line += (f"; at the halting step (mean {metrics[f'{split}_halt_step']:.2f}) cost ratio "
+                 f"{metrics[f'{split}_cost_ratio_halt']:.4f}, success {metrics[f'{split}_success_halt']:.3f}")
     return line
 
 

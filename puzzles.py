@@ -496,7 +496,7 @@ def summary(metrics, split, S, config):
     if f'test_valid_s{S}' in metrics:
         line += f", rules {metrics[f'test_valid_s{S}']:.3f}"
     if 'test_halt_step' in metrics:
-        line += f", halting step {metrics['test_halt_step']:.2f}"
+        line += f"; at the halting step (mean {metrics['test_halt_step']:.2f}) exact {metrics['test_exact_halt']:.3f}"
     if f'test_pass@1_s{S}' in metrics:
         line += (f"\n  test ARC pass@1 per step: {per_step('pass@1')}; pass@2 {metrics[f'test_pass@2_s{S}']:.3f}, "
                  f"per task pass@1 {metrics[f'test_task_pass@1_s{S}']:.3f} / pass@2 "

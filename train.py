@@ -271,8 +271,9 @@ def train_trm_step(X, Y, P):
 def evaluate(m):
     """Named metrics of every split at every supervision step, on fixed batches (every row runs all n_sup
     steps): `{split}_{name}_s{step}` for the loss, the q-head's accuracy and the task's batch metrics,
-    averaged over batches and processes; when the q-head judges whole sequences, the mean halting step
-    (the first step that halts, else n_sup) and its histogram; and what the task scores over a whole split."""
+    averaged over batches and processes; and what the task scores over a whole split. When the q-head judges
+    whole sequences (puzzles, control): the mean halting step (the first step whose q says "halt", else
+    n_sup), its histogram, and every metric of the answer at that step, `{split}_{name}_halt`."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
@@ -280,11 +281,11 @@ def evaluate(m):
     out = {}
     for split in task.SPLITS:
         batches = task.eval_rows(data, split, gen, config, rank, world_size)
-        sums = {}  # metric -> [S], summed on the device: one sync per eval, not per batch
+        sums = {}  # metric -> [S + 1]: the steps, then the halting step's answer; one sync per eval, not per batch
         halt_sum = torch.zeros((), device=device)
         halt_hist = torch.zeros(S, device=device)  # rows halting at each step
         per_sequence_q = False
-        inputs, targets, outputs = [], [], [[] for _ in range(S)]  # what the task's eval_split needs
+        inputs, targets, outputs = [], [], [[] for _ in range(S + 1)]  # what the task's eval_split needs
         for ix in batches:
             X, Y, P = to_device(task.get_batch(data, split, ix))
             y = z = None
@@ -293,16 +294,22 @@ def evaluate(m):
                 with ctx:
                     logits, q, y, z = m(X, y, z, puzzle_ids=P)
                     loss, _, acc = task.losses(logits, q, X, Y, data, config)
-                step_metrics = {'loss': loss, 'act_acc': acc, **task.batch_metrics(logits, q, X, Y, data)}
-                for name, value in step_metrics.items():
-                    if value is not None:
-                        sums.setdefault(name, torch.zeros(S, device=device))[s] += value
+                add(sums, s, {'loss': loss, 'act_acc': acc, **task.batch_metrics(logits, q, X, Y, data)})
                 kept = task.eval_outputs(logits)
                 if kept is not None:
                     outputs[s].append(kept)
                 if q is not None and q.dim() == 1:
                     per_sequence_q = True
-                    halt_step = torch.where(halted(q) & (halt_step == S), s + 1, halt_step)
+                    running = halt_step == S  # not halted before this step: this step's answer is theirs so far
+                    answer = logits if s == 0 else torch.where(running.view(-1, *[1] * (logits.dim() - 1)), logits, answer)
+                    halt_step = torch.where(halted(q) & running, s + 1, halt_step)
+            if per_sequence_q:  # the answer at the halting step, scored as the steps are
+                with ctx:
+                    loss = task.losses(answer, None, X, Y, data, config)[0]
+                add(sums, S, {'loss': loss, **task.batch_metrics(answer, None, X, Y, data)})
+                kept = task.eval_outputs(answer)
+                if kept is not None:
+                    outputs[S].append(kept)
             halt_sum += halt_step.float().mean()
             halt_hist += torch.bincount(halt_step - 1, minlength=S)
             if outputs[0]:
@@ -312,11 +319,15 @@ def evaluate(m):
             all_reduce(t)
         n_batches = len(batches) * world_size
         means = {name: (total / n_batches).tolist() for name, total in sums.items()}
-        for s in range(S):
-            for name, values in means.items():
+        for name, values in means.items():
+            for s in range(S):
                 out[f'{split}_{name}_s{s + 1}'] = values[s]
-        whole = (torch.cat(inputs), torch.cat(targets), [torch.cat(o) for o in outputs]) if inputs else (None,) * 3
-        out.update(task.eval_split(m, data, split, *whole, config, run))
+            if per_sequence_q and name != 'act_acc':
+                out[f'{split}_{name}_halt'] = values[S]
+        whole = (torch.cat(inputs), torch.cat(targets), [torch.cat(o) for o in outputs if o]) if inputs else (None,) * 3
+        # eval_split scores each entry of outputs as a step: the (S+1)-th is the halting step's answer
+        out.update({k[:-len(f'_s{S + 1}')] + '_halt' if k.endswith(f'_s{S + 1}') else k: v
+                    for k, v in task.eval_split(m, data, split, *whole, config, run).items()})
         if per_sequence_q:
             out[f'{split}_halt_step'] = halt_sum.item() / n_batches
             out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
@@ -324,6 +335,13 @@ def evaluate(m):
     if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
         m.reshard()
     return out
+
+
+def add(sums, i, metrics):
+    """Add each metric (a 0-dim tensor or float; None: not measured) to entry i of its [S + 1] sum."""
+    for name, value in metrics.items():
+        if value is not None:
+            sums.setdefault(name, torch.zeros(S + 1, device=device))[i] += value
 
 
 def save_checkpoint(path=ckpt_path):

@@ -343,6 +343,10 @@ def test_trm_schedule_with_one_supervision_step_trains(run_dir):
     run_train(run_dir, *PUZZLE, '--out_dir=p', '--schedule=trm', '--mixer=mlp_t', '--n_sup=1')
     evals = [r for r in read_metrics(run_dir / 'p') if r['kind'] == 'eval']
     assert [r['iter'] for r in evals] == [0, 6] and 'test_exact_s1' in evals[1] and 'test_exact_s2' not in evals[1]
+    for r in evals:  # one step: every puzzle halts at it, so the halted answer is step 1's
+        assert r['test_halt_step'] == 1.0
+        for k in ('exact', 'cell', 'valid', 'loss'):
+            assert r[f'test_{k}_halt'] == r[f'test_{k}_s1']
 
 
 def test_puzzle_recursion_off_trains_under_the_trm_schedule_setting(run_dir):
@@ -422,6 +426,10 @@ def test_control_trains_with_the_trm_schedule_and_rollout_loss(control_run):
     assert [r['iter'] for r in rows if r['kind'] == 'eval'] == [0, 20]
     assert all(math.isfinite(r['loss']) for r in rows if r['kind'] == 'train')
     assert rows[-1]['val_cost_ratio_s2'] < rows[0]['val_cost_ratio_s2']
+    for r in (r for r in rows if r['kind'] == 'eval'):  # the answer at the halting step, scored as the steps are
+        assert 1 <= r['val_halt_step'] <= 2 and 0 <= r['val_success_halt'] <= 1 and r['val_cost_ratio_halt'] > 0.99
+        if r['val_halt_hist'][0] == 1.0:  # all halted at step 1: its answers
+            assert r['val_cost_ratio_halt'] == r['val_cost_ratio_s1']
 
 
 def test_max_seconds_stops_with_a_final_eval(run_dir):
