@@ -11,6 +11,7 @@ measured within one run, alternating, as ratios. Training throughput of a config
 
     python bench.py --presets=True                                 # sizes of the presets A-D (no compute)
     python bench.py --sample=True --out_dir=out-shakespeare-char   # sampling: KV cache, halting, val loss
+    python bench.py --halting=out-nsup2,out-nsup4,out-plain        # val loss vs net calls over halt thresholds
 
 What recursion buys: python ablate.py config/ablate/nsup.py (or bench.py --ablate=...); plots: plot.py.
 """
@@ -29,7 +30,7 @@ from ablate import derive, run_ablation
 from common import PTDTYPE, native_bf16, or_exit, runtime, supervision_weights, task_of, train_memory
 from configurator import (DEFAULTS_FILE, TRAIN_RULES, ConfigError, at_least, config_keys, configure, fraction,
                           from_command_line, one_of, train_defaults)
-from generate import KVCache, decode, generate, sites_per_step
+from generate import decode, generate, sites_per_step
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -52,8 +53,11 @@ n_tokens = 256        # sampling: tokens generated per timing
 repeats = 2           # sampling: cache / no-cache timings alternate this many times
 halt_threshold = 0.5  # sampling: the halting rule measured against no halting
 n_sup_inference = 0   # sampling: 0 = as trained
-val_sequences = 4     # sampling: teacher-forced val sequences for the halting val loss
+val_sequences = 32    # sampling, halting: teacher-forced val sequences for the halting val loss
 val_length = 128
+halting = ''          # out_dirs of language models (comma-separated): val loss vs block calls per token over
+halt_thresholds = '0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1'  # these thresholds (all steps first), a table and plot_path
+plot_path = 'halting.png'
 # -----------------------------------------------------------------------------
 BENCH_KEYS = config_keys(globals())
 DEFAULTS = {**train_defaults(), **{k: globals()[k] for k in BENCH_KEYS}}
@@ -340,28 +344,72 @@ def sampling():
           f"-> {(1 - used.float().mean().item() / n_sup) * 100:.1f}% fewer net calls")
 
     # -- val loss of teacher-forced decoding, with and without halting, on random windows of the val split
-    L = min(val_length, cfg.block_size)
+    X, Y = val_windows(model, ckpt)
+    loss_full, _ = halting_val_loss(model, X, Y, n_sup, 1.0)
+    loss_halt, mean_steps = halting_val_loss(model, X, Y, n_sup, halt_threshold)
+    print(f"\nteacher-forced val loss ({val_sequences} x {X.size(1)} tokens):")
+    print(f"  all {n_sup} steps       {loss_full:.4f}")
+    print(f"  halting at {halt_threshold}    {loss_halt:.4f} ({(loss_halt / loss_full - 1) * 100:+.2f}%), "
+          f"steps per token {mean_steps:.2f} -> {(1 - mean_steps / n_sup) * 100:.1f}% fewer net calls")
+
+
+def val_windows(model, ckpt):
+    """val_sequences random windows of min(val_length, block_size) tokens of the checkpoint's val split
+    (the same for every model of one dataset): inputs and targets."""
+    L = min(val_length, model.config.block_size)
     try:
         val = lm.load(os.path.join('data', ckpt['config']['dataset']), {'block_size': L})
     except ValueError as e:
         sys.exit(f"error: {e}")
-    ix = torch.randint(val['length']['val'] - L, (val_sequences,), generator=torch.Generator().manual_seed(seed))
-    X, Y = (t.to(device) for t in lm.get_batch(val, 'val', ix)[:2])
+    ix = torch.randint(val['length']['val'] - L, (val_sequences,), generator=torch.Generator().manual_seed(config['seed']))
+    return (t.to(device) for t in lm.get_batch(val, 'val', ix)[:2])
 
-    def halting_val_loss(threshold):
-        cache, losses, used = KVCache(), [], []
-        for i in tqdm(range(L), desc=f"val, halt_threshold={threshold}", leave=False):
-            logits, n = decode(model, X[:, i:i + 1], cache, i, n_sup, threshold)
-            losses.append(F.cross_entropy(logits.float(), Y[:, i], reduction='none'))
-            used.append(n)
-        return torch.stack(losses).mean().item(), torch.stack(used).float().mean().item()
 
-    loss_full, _ = halting_val_loss(1.0)
-    loss_halt, mean_steps = halting_val_loss(halt_threshold)
-    print(f"\nteacher-forced val loss ({val_sequences} x {L} tokens):")
-    print(f"  all {n_sup} steps       {loss_full:.4f}")
-    print(f"  halting at {halt_threshold}    {loss_halt:.4f} ({(loss_halt / loss_full - 1) * 100:+.2f}%), "
-          f"steps per token {mean_steps:.2f} -> {(1 - mean_steps / n_sup) * 100:.1f}% fewer net calls")
+def halting_val_loss(model, X, Y, n_sup, threshold):
+    """Teacher-forced val loss of every token at its halting step (model.halted's definition, over whole
+    windows: what decoding token by token gives, tests/test_generate.py) and the mean steps per token."""
+    with ctx:
+        logits, used = decode(model, X, None, 0, n_sup, threshold)
+    return F.cross_entropy(logits.float().flatten(0, 1), Y.flatten()).item(), used.float().mean().item()
+
+
+def halting_curve(out_dirs):
+    """Val loss against the blocks each token runs through (n_layer x net calls, what its FLOPs scale
+    with), over the halting thresholds, for language-model checkpoints: a table and a plot. A model
+    without a q-head (a plain GPT) is one point."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    thresholds = [1.0] + [float(t) for t in halt_thresholds.split(',') if t]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    print("| model | n_sup | halt_threshold | steps per token | block calls per token | val loss | vs all steps |")
+    print("|---|---|---|---|---|---|---|")
+    for out_dir in out_dirs:
+        try:
+            model, ckpt = checkpoint.load_model(os.path.join(out_dir, ckpt_name), device, config['use_ema'])
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        if ckpt['task'] != 'lm':
+            sys.exit(f"error: {out_dir} holds a {ckpt['task']} checkpoint; the halting curve is for language models")
+        cfg, n_sup = model.config, n_sup_inference or model.n_sup
+        blocks = sites_per_step(cfg)  # block calls of one supervision step (one per attention site)
+        X, Y = val_windows(model, ckpt)
+        points = []
+        for t in thresholds if model.q_head is not None and n_sup > 1 else thresholds[:1]:
+            loss, steps = halting_val_loss(model, X, Y, n_sup, t)
+            points.append((steps * blocks, loss))
+            print(f"| {out_dir} | {n_sup} | {'never' if t == 1.0 else t} | {steps:.2f} | {steps * blocks:.2f} | "
+                  f"{loss:.4f} | {(loss / points[0][1] - 1) * 100:+.2f}% |")
+        calls, losses = zip(*points)
+        ax.plot(calls, losses, 'o-' if len(points) > 1 else 's', label=f"{out_dir} (n_sup {n_sup})")
+    ax.set_xlabel('block calls per token (FLOPs per token / a block\'s)')
+    ax.set_ylabel(f'val loss ({val_sequences} x {X.size(1)} tokens, teacher-forced)')
+    ax.set_title('halting: val loss vs compute per token (thresholds 1.0 = never ... low = early)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(plot_path, dpi=100)
+    print(f"wrote {plot_path}")
 
 
 # -----------------------------------------------------------------------------
@@ -372,5 +420,7 @@ elif ablate:  # ablate.py's grid runner, with the train.py keys given here (not 
                           and a[2:].split('=')[0] not in BENCH_KEYS], ablate_dir)
 elif sample:
     sampling()
+elif halting:
+    halting_curve(halting.split(','))
 else:
     throughput()

@@ -126,13 +126,14 @@ def runtime(device='', dtype='', local_rank=0):
     return device, device_type, dtype, autocast(dtype, device_type)
 
 
-def train_memory(model, batch_size, dtype, use_ema=True):
+def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False):
     """Bytes one training step of `model` (built on any device, 'meta' included) needs, estimated: fp32
     weights, gradients and AdamW's two moments (and the EMA's copy), plus what autograd keeps of one
     supervision step. Per token, that is per net call with gradient (n_layer blocks x (n_loops + 1)):
     attention 4 n_embd + 1.5 qkv width (flash attention keeps no L x L scores), or mlp_t 4 n_embd + 4
     hidden_t n_embd / L; the MLP 4 n_embd + 4 hidden (SwiGLU; 2 hidden for GELU/SiLU); plus 8 n_embd for
-    the embeddings and carried states and 3 fp32 copies of the logits. Elements are 4 bytes in float32,
+    the embeddings and carried states and 3 fp32 copies of the logits; halt_train: the keys/values of every
+    attention site of two steps (model.HaltedKV). Elements are 4 bytes in float32,
     ~2.4 under bf16/fp16 autocast (norms and softmax stay fp32). tests/test_common.py holds it to within
     25% of the tensors a real step saves."""
     cfg = model.config
@@ -145,7 +146,10 @@ def train_memory(model, batch_size, dtype, use_ema=True):
     else:
         mixer = 4 * D + 1.5 * (cfg.n_head + 2 * cfg.n_kv_head) * hd
     calls = cfg.n_layer * (cfg.n_loops + 1 if cfg.recursion else 1)
-    per_token = (calls * (mixer + mlp) + 8 * D) * (4 if dtype == 'float32' else 2.4) + 12 * (cfg.n_outputs or cfg.vocab_size)
+    per_token = calls * (mixer + mlp) + 8 * D
+    if halt_train:
+        per_token += 2 * cfg.T_recursion * calls * 2 * cfg.n_kv_head * hd
+    per_token = per_token * (4 if dtype == 'float32' else 2.4) + 12 * (cfg.n_outputs or cfg.vocab_size)
     return state + batch_size * L * per_token
 
 
@@ -171,9 +175,9 @@ def available_memory(device, device_type):
     return free // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
 
 
-def check_memory(model, batch_size, dtype, use_ema, device, device_type):
+def check_memory(model, batch_size, dtype, use_ema, device, device_type, halt_train=False):
     """ValueError with one line when train_memory exceeds what the device has free."""
-    need, have = train_memory(model, batch_size, dtype, use_ema), available_memory(device, device_type)
+    need, have = train_memory(model, batch_size, dtype, use_ema, halt_train), available_memory(device, device_type)
     if have is not None and need > have:
         cfg = model.config
         raise ValueError(f"one training step needs ~{need / 2 ** 30:.1f} GiB (batch_size {batch_size} x "

@@ -7,17 +7,16 @@ Every attention site of the recursion (supervision step, cycle, net call, layer)
 and values, because the same layer sees a different state at each call; decoding one token at a time
 then gives the logits a full recomputation of the window gives.
 
-Per-token halting (halt_threshold < 1), the one definition decode() implements for a prompt, a window and
-a single new token alike: token i halts after the first step h_i at which model.halted(q_i, threshold)
-(else n_sup). Its logits are those of step h_i, and at every attention site of a later step s > h_i its
-keys/values are the ones it had at the same site of step h_i, so later tokens attend to its halted state.
-Decoding token by token through the cache and recomputing the whole window give the same logits.
+Per-token halting (halt_threshold < 1) follows the one definition in model.halted: a halted token keeps
+the logits of its halting step, and later steps' attention sees its keys/values of that step. decode()
+implements it for a prompt, a window and a single new token alike, so decoding token by token through the
+cache and recomputing the whole window (model.HaltedKV) give the same logits.
 """
 import functools
 
 import torch
 
-from model import halted
+from model import HaltedKV, halted, keep_halted
 
 
 class KVCache:
@@ -55,9 +54,8 @@ class KVCache:
     def __call__(self, k, v):  # k, v: [B, n_kv_head, L, hd] of the new tokens -> the site's k, v, mask
         k_all, v_all = self.k[self.site], self.v[self.site]
         if self.running is not None:  # halted tokens: the keys/values of their halting step, carried forward
-            keep = self.running[:, None, :, None]
-            k = torch.where(keep, k.to(k_all.dtype), self.prev[0][self.site][:, :, self.positions])
-            v = torch.where(keep, v.to(v_all.dtype), self.prev[1][self.site][:, :, self.positions])
+            k = keep_halted(k.to(k_all.dtype), self.prev[0][self.site][:, :, self.positions], self.running)
+            v = keep_halted(v.to(v_all.dtype), self.prev[1][self.site][:, :, self.positions], self.running)
         k_all[:, :, self.positions] = k.to(k_all.dtype)
         v_all[:, :, self.positions] = v.to(v_all.dtype)
         self.site += 1
@@ -73,23 +71,20 @@ def sites_per_step(config):
 @torch.no_grad()
 def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
     """Run the recursion over new tokens idx [B, L] at positions pos.., writing their keys/values into
-    the cache (None: no cache, idx is the whole context). With halt_threshold < 1 every token halts as the
-    module docstring defines (model.halted; 1.0: never), through a cache (a temporary one when None is
-    given). step: what runs one supervision step (default model itself; generate passes a compiled one).
-    Returns the last token's logits [B, V] and the steps it used [B]."""
+    the cache (None: no cache, idx is the whole context). With halt_threshold < 1 every token halts as
+    model.halted defines (1.0: never). step: what runs one supervision step (default model itself;
+    generate passes a compiled one). Returns the logits of every new token [B, L, V] (of its halting step)
+    and the steps each used [B, L]."""
     cfg = model.config
     B, L = idx.shape
-    dev = idx.device
     n = sites_per_step(cfg)
     step = step or model
     halting = model.q_head is not None and halt_threshold < 1.0
-    if cache is None and halting:  # halted tokens keep keys/values: that needs the sites, for this window only
-        cache = KVCache()
-    sites = lambda s, running=None: None
     if cache is not None:
         if pos + L > cfg.block_size:
             raise ValueError(f"positions {pos}..{pos + L - 1} do not fit block_size {cfg.block_size}")
         if cache.k is None:  # in the dtype attention will produce (autocast's, if on)
+            dev = idx.device
             autocasting = torch.is_autocast_enabled(dev.type)
             dtype = torch.get_autocast_dtype(dev.type) if autocasting else model.lm_head.weight.dtype
             cache.allocate(n_sup * n, (B, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head), dtype, dev)
@@ -98,26 +93,31 @@ def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
                              f"not {n_sup} of batch {B}: start a new KVCache()")
         positions = cache.slots[pos:pos + L]  # a token sees the slots up to its own (causal) or every written one
         mask = cache.causal[pos:pos + L] if cfg.causal else (cache.slots < pos + L).expand(L, -1)
-        sites = lambda s, running=None: cache.step(s, n, positions, mask, running)
     y = z = None
     if not halting:  # every token runs every step: no bookkeeping, no syncs
         for s in range(n_sup):
-            logits, _, y, z = step(idx, y, z, sites(s))
-        return logits[:, -1], torch.full((B,), n_sup, dtype=torch.long)
-    running = torch.ones(B, L, dtype=torch.bool, device=dev)  # tokens that have not halted
-    used = torch.zeros(B, L, dtype=torch.long, device=dev)    # steps each token computed
+            logits, _, y, z = step(idx, y, z, None if cache is None else cache.step(s, n, positions, mask))
+        return logits, torch.full((B, L), n_sup, dtype=torch.long, device=idx.device)
+    running = torch.ones(B, L, dtype=torch.bool, device=idx.device)  # tokens that have not halted
+    used = torch.zeros(B, L, dtype=torch.long, device=idx.device)    # steps each token computed
+    sites = None
     for s in range(n_sup):
-        step_logits, q, y, z = step(idx, y, z, sites(s, running if s else None))
+        if cache is not None:
+            sites = cache.step(s, n, positions, mask, running if s else None)
+        else:
+            sites = HaltedKV(running.clone() if s else None, sites)
+        step_logits, q, y, z = step(idx, y, z, sites)
         logits = step_logits if s == 0 else torch.where(running[..., None], step_logits, logits)
         used += running
         running &= ~halted(q, halt_threshold)
-        if not running.any():  # the later steps' sites: every token's halting-step keys/values
-            for later in range(s + 1, n_sup):
-                for kv in (cache.k, cache.v):
-                    for j in range(n):
-                        kv[later * n + j][:, :, positions] = kv[s * n + j][:, :, positions]
+        if not running.any():
+            if cache is not None:  # the later steps' sites: every token's halting-step keys/values
+                for later in range(s + 1, n_sup):
+                    for kv in (cache.k, cache.v):
+                        for j in range(n):
+                            kv[later * n + j][:, :, positions] = kv[s * n + j][:, :, positions]
             break
-    return logits[:, -1], used[:, -1].cpu()
+    return logits, used
 
 
 @torch.no_grad()
@@ -160,9 +160,9 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None
             continue
         else:
             logits, used = decode(model, idx_next, cache, idx.size(1) - 1 - start, n_sup, halt_threshold, step)
-        idx_next = sample_token(logits, temperature, top_k)
+        idx_next = sample_token(logits[:, -1], temperature, top_k)
         idx = torch.cat([idx, idx_next], dim=1)
-        steps.append(used)
+        steps.append(used[:, -1].cpu())
     return idx, torch.stack(steps, dim=1)
 
 

@@ -177,11 +177,12 @@ class Attention(nn.Module):
         q, k = qk.split([self.n_head, self.n_kv_head], dim=2)
         v = qkv[:, :, self.n_head + self.n_kv_head:]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        mask = None
         is_causal = self.causal and L > 1
-        if cache is not None:  # decoding: all of this site's keys/values so far, and which ones each new token sees
+        if cache is not None:  # decoding or halting: this site's keys/values, and a mask when they are not L x L
             k, v, mask = cache(k, v)
-            is_causal = False
+            is_causal = is_causal and mask is None
+        else:
+            mask = None
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                              dropout_p=self.dropout if self.training else 0.0,
                                              enable_gqa=self.n_kv_head != self.n_head)
@@ -305,7 +306,8 @@ class GPT(nn.Module):
 
     def net(self, h, inj=None, cache=None, pos=0):
         """The one block stack, shared by every call of the recursion. pos: position of h's first token."""
-        rows = slice(pos, pos + h.size(1)) if cache is None else cache.positions
+        rows = getattr(cache, 'positions', None)  # a KVCache's slots of the new tokens
+        rows = slice(pos, pos + h.size(1)) if rows is None else rows
         cos, sin = self.rope_cos[rows, None], self.rope_sin[rows, None]
         if inj is not None:
             h = h + inj
@@ -422,7 +424,13 @@ class GPT(nn.Module):
 def halted(q, threshold=0.5):
     """The halting rule, for training, evaluation and decoding alike: a token (LM) or sequence (puzzles,
     control) halts once the q-head's probability that its answer is already right, sigmoid(q), exceeds
-    threshold, i.e. q > logit(threshold). 0.5 (q > 0) is what training and evaluation use; 1.0 never halts."""
+    threshold, i.e. q > logit(threshold). 0.5 (q > 0) is what training and evaluation use; 1.0 never halts.
+
+    Per-token halting in a causal model, the one definition that training (halt_train), evaluation, decoding
+    and bench implement: token i halts after the first step h_i at which halted(q_i) (else n_sup). Its
+    logits are those of step h_i, and at every attention site of a later step s > h_i its keys/values are
+    the ones it had at the same site of step h_i, so later tokens attend to its halted state (HaltedKV over
+    a whole window, generate.KVCache token by token)."""
     if threshold >= 1.0:
         bound = math.inf
     elif threshold <= 0.0:
@@ -430,3 +438,28 @@ def halted(q, threshold=0.5):
     else:
         bound = math.log(threshold) - math.log1p(-threshold)
     return q.float() > bound
+
+
+def keep_halted(new, old, running):
+    """A site's keys or values [B, heads, L, hd] under halting: the new ones of the running tokens [B, L],
+    the old ones (their halting step's) of the others."""
+    return torch.where(running[:, None, :, None], new, old.to(new.dtype))
+
+
+class HaltedKV:
+    """The attention sites of one supervision step over a whole window (training, evaluation, recomputed
+    decoding) under per-token halting (see halted): tokens not running show the keys/values they had at
+    the same site of the previous step. It records this step's (detached: each step is its own graph) for
+    the next: HaltedKV(running, previous step's HaltedKV), or HaltedKV() for a first step."""
+
+    def __init__(self, running=None, prev=None):
+        self.running = running  # [B, L]: the tokens that have not halted (None: all)
+        self.prev = prev.kv if prev is not None else None
+        self.kv = []            # per site, in the order forward() visits them
+
+    def __call__(self, k, v):
+        if self.running is not None:
+            prev_k, prev_v = self.prev[len(self.kv)]
+            k, v = keep_halted(k, prev_k, self.running), keep_halted(v, prev_v, self.running)
+        self.kv.append((k.detach(), v.detach()))
+        return k, v, None  # no mask: plain causal attention

@@ -36,7 +36,8 @@ from common import (check_memory, gpt_args, or_exit, prepare_command, runtime, s
                     task_of)
 from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_defaults
 from ema import EMA
-from model import GPT, GPTConfig, halted
+from generate import decode
+from model import GPT, GPTConfig, HaltedKV, halted
 
 # -----------------------------------------------------------------------------
 # config: every key and its default is in config/defaults.py; config files and --key=value override them
@@ -79,12 +80,15 @@ if schedule == 'trm' and not recursion:  # a plain model has one step and no (y,
 if schedule not in task.SCHEDULES:
     sys.exit(f"error: schedule={schedule!r} halts whole sequences (puzzles, control); {data_dir} holds a "
              f"{task_name} task: use schedule={task.SCHEDULES[0]!r}")
+if halt_train and not (model_args['causal'] and recursion and act and schedule == 'batch'):
+    sys.exit("error: halt_train=True halts tokens of a causal model with a q-head under the batch schedule; set "
+             "recursion=True, act=True (a language model), or drop --halt_train=True")
 if schedule == 'trm' and gradient_accumulation_steps != 1:
     sys.exit("error: schedule='trm' steps the optimizer after every supervision step of one micro-batch per "
              "process: set gradient_accumulation_steps to the number of processes")
 with torch.device('meta'):  # the architecture's checks, and its size, before any memory is taken
     sized = or_exit(lambda: GPT(GPTConfig(**model_args)))
-or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type)
+or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type, halt_train)
 
 # out_dir: a fresh run never replaces a run that is there, unless told to
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
@@ -198,22 +202,38 @@ def step_objective(s, loss, bce, prev):
     return total
 
 
+def halts(q, steps):
+    """Training's halting: the q-head says "right" (model.halted) and the row or token has taken its
+    minimum number of steps; it explores (with halt_exploration_prob) by drawing a minimum of 2..n_sup (TRM)."""
+    explore = torch.rand(q.shape, device=q.device) < halt_exploration_prob
+    min_steps = torch.randint(2, S + 1, q.shape, device=q.device) * explore
+    return halted(q.detach()) & (steps >= min_steps)
+
+
 def train_batch(X, Y, P, last_micro_step=True):
     """The batch schedule: n_sup supervision steps on one micro-batch, each with its own backward.
-    Returns the step losses."""
+    halt_train: under per-token halting (model.halted), so that tokens see at training what they see at
+    inference: a token whose q-head said "halt" shows later steps its keys/values of that step (its own
+    loss still counts at every step). Returns the step losses."""
     y = z = None  # the model starts from its y/z inits
     prev = None
+    sites = running = None  # halt_train: this step's attention sites, the tokens that have not halted
     step_losses = []
     for s in range(S):
         # DDP all-reduces gradients once per iteration, in the last backward of the last micro-step;
         # FSDP reduce-scatters after every backward, so that no rank ever holds full gradients
         if ddp and not fsdp:
             model.require_backward_grad_sync = last_micro_step and s == S - 1
+        if halt_train:
+            sites = HaltedKV(running, sites)
         with ctx:
-            logits, q, y, z = model(X, y, z, puzzle_ids=P)
+            logits, q, y, z = model(X, y, z, sites, puzzle_ids=P)
             loss, bce, _ = task.losses(logits, q, X, Y, data, config)
             total = step_objective(s, loss, bce, prev)
         scaler.scale(total / gradient_accumulation_steps).backward()
+        if halt_train:
+            stop = halts(q, s + 1)
+            running = ~stop if running is None else running & ~stop
         prev = loss.detach()
         step_losses.append(prev)
     return torch.stack(step_losses)
@@ -241,14 +261,10 @@ def refill_carry(carry, fresh):
 
 
 def halted_after_step(steps, q):
-    """Which rows stop after this step: n_sup steps done, or the q-head says "right" (model.halted) and
-    the row has reached its minimum; a row explores (with halt_exploration_prob) by drawing a minimum
-    of 2..n_sup steps."""
+    """Which rows stop after this step: n_sup steps done, or halts()."""
     done = steps >= S
     if q is not None and S > 1:  # with one step every row is done
-        explore = torch.rand(len(steps), device=steps.device) < halt_exploration_prob
-        min_steps = torch.randint(2, S + 1, (len(steps),), device=steps.device) * explore
-        done |= halted(q.detach()) & (steps >= min_steps)
+        done |= halts(q, steps)
     return done
 
 
@@ -271,9 +287,11 @@ def train_trm_step(X, Y, P):
 def evaluate(m):
     """Named metrics of every split at every supervision step, on fixed batches (every row runs all n_sup
     steps): `{split}_{name}_s{step}` for the loss, the q-head's accuracy and the task's batch metrics,
-    averaged over batches and processes; and what the task scores over a whole split. When the q-head judges
-    whole sequences (puzzles, control): the mean halting step (the first step whose q says "halt", else
-    n_sup), its histogram, and every metric of the answer at that step, `{split}_{name}_halt`."""
+    averaged over batches and processes; and what the task scores over a whole split. With a q-head and
+    n_sup > 1, the answer where it halts (model.halted): every metric of it, `{split}_{name}_halt`, the mean
+    halting step and its histogram. A q-head per sequence (puzzles, control) halts a row at its first step
+    whose q says "halt"; one per token (a language model) halts each token as decoding does, teacher-forced
+    (generate.decode over the whole window: later tokens see a halted token's keys/values of its step)."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
@@ -283,8 +301,8 @@ def evaluate(m):
         batches = task.eval_rows(data, split, gen, config, rank, world_size)
         sums = {}  # metric -> [S + 1]: the steps, then the halting step's answer; one sync per eval, not per batch
         halt_sum = torch.zeros((), device=device)
-        halt_hist = torch.zeros(S, device=device)  # rows halting at each step
-        per_sequence_q = False
+        halt_hist = torch.zeros(S, device=device)  # rows (tokens) halting at each step
+        halting = False
         inputs, targets, outputs = [], [], [[] for _ in range(S + 1)]  # what the task's eval_split needs
         for ix in batches:
             X, Y, P = to_device(task.get_batch(data, split, ix))
@@ -298,12 +316,16 @@ def evaluate(m):
                 kept = task.eval_outputs(logits)
                 if kept is not None:
                     outputs[s].append(kept)
-                if q is not None and q.dim() == 1:
-                    per_sequence_q = True
-                    running = halt_step == S  # not halted before this step: this step's answer is theirs so far
+                if q is not None and q.dim() == 1:  # per sequence: a row's answer is this step's until it halts
+                    halting = True
+                    running = halt_step == S
                     answer = logits if s == 0 else torch.where(running.view(-1, *[1] * (logits.dim() - 1)), logits, answer)
                     halt_step = torch.where(halted(q) & running, s + 1, halt_step)
-            if per_sequence_q:  # the answer at the halting step, scored as the steps are
+            if q is not None and q.dim() == 2 and S > 1:  # per token: halting changes what later tokens see
+                halting = True
+                with ctx:
+                    answer, halt_step = decode(m, X, None, 0, S, halt_threshold=0.5)
+            if halting:  # the answer at the halting step, scored as the steps are
                 with ctx:
                     loss = task.losses(answer, None, X, Y, data, config)[0]
                 add(sums, S, {'loss': loss, **task.batch_metrics(answer, None, X, Y, data)})
@@ -311,7 +333,7 @@ def evaluate(m):
                 if kept is not None:
                     outputs[S].append(kept)
             halt_sum += halt_step.float().mean()
-            halt_hist += torch.bincount(halt_step - 1, minlength=S)
+            halt_hist += torch.bincount(halt_step.flatten() - 1, minlength=S)
             if outputs[0]:
                 inputs.append(X)
                 targets.append(Y)
@@ -322,13 +344,13 @@ def evaluate(m):
         for name, values in means.items():
             for s in range(S):
                 out[f'{split}_{name}_s{s + 1}'] = values[s]
-            if per_sequence_q and name != 'act_acc':
+            if halting and name != 'act_acc':
                 out[f'{split}_{name}_halt'] = values[S]
         whole = (torch.cat(inputs), torch.cat(targets), [torch.cat(o) for o in outputs if o]) if inputs else (None,) * 3
         # eval_split scores each entry of outputs as a step: the (S+1)-th is the halting step's answer
         out.update({k[:-len(f'_s{S + 1}')] + '_halt' if k.endswith(f'_s{S + 1}') else k: v
                     for k, v in task.eval_split(m, data, split, *whole, config, run).items()})
-        if per_sequence_q:
+        if halting:
             out[f'{split}_halt_step'] = halt_sum.item() / n_batches
             out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
     m.train(was_training)

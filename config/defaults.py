@@ -56,7 +56,9 @@ loss = 'softmax'                # softmax | stablemax (TRM's cross-entropy for p
 # schedule: batch = n_sup steps per batch, one optimizer step (LM default); trm = one optimizer step per
 # supervision step, (y, z) carried across batches, halted rows replaced by fresh ones (the TRM paper's)
 schedule = ''                   # '' = the task's default: trm for puzzles, batch otherwise
-halt_exploration_prob = 0.1     # trm: how often a row draws a random minimum number of steps before halting
+halt_exploration_prob = 0.1     # how often a row (trm) or token (halt_train) draws a random minimum number of steps before halting
+halt_train = False              # language models (batch schedule): train under per-token halting as inference runs it:
+                                # a token whose q-head says "halt" shows later steps its keys/values of that step
 puzzle_emb_lr = 0.0             # the puzzle embedding's learning rate (0 = learning_rate; TRM: 1e-2)
 puzzle_emb_weight_decay = 0.1
 arc_n_aug = 512                 # ARC: augmentations per task, each its own puzzle embedding

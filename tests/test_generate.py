@@ -7,6 +7,11 @@ from generate import KVCache, compiled_step, decode, generate, sample_token, sit
 from model import GPT, GPTConfig
 
 
+def last(out):
+    """decode's (logits [B, L, V], steps [B, L]) of the last new token."""
+    return out[0][:, -1], out[1][:, -1]
+
+
 def gen_model(**kw):
     torch.manual_seed(0)
     base = dict(block_size=16, vocab_size=37, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
@@ -21,13 +26,13 @@ def test_cached_decoding_equals_recomputation(kw):
     seq = torch.randint(0, 37, (2, 14))
     for n_sup in sorted({1, m.n_sup}):
         cache = KVCache()
-        logits, used = decode(m, seq[:, :5], cache, 0, n_sup)  # prefill a 5-token prompt in one pass
+        logits, used = last(decode(m, seq[:, :5], cache, 0, n_sup))  # prefill a 5-token prompt in one pass
         for t in range(5, seq.size(1) + 1):
             ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
             torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
             assert used.tolist() == [n_sup, n_sup]
             if t < seq.size(1):
-                logits, used = decode(m, seq[:, t:t + 1], cache, t, n_sup)
+                logits, used = last(decode(m, seq[:, t:t + 1], cache, t, n_sup))
 
 
 def test_generation_slides_past_block_size_exactly():
@@ -60,7 +65,7 @@ def test_halting_fills_skipped_steps_from_the_last_computed_one():
     cache = KVCache()
     seq = torch.randint(0, 37, (2, 6))
     decode(m, seq[:, :5], cache, 0, 3)
-    logits, used = decode(m, seq[:, 5:], cache, 5, 3, halt_threshold=0.0)  # sigmoid(q) > 0: halt after step 1
+    logits, used = last(decode(m, seq[:, 5:], cache, 5, 3, halt_threshold=0.0))  # sigmoid(q) > 0: halt after step 1
     assert used.tolist() == [1, 1]
     ref = list(m.supervision_steps(seq, n_sup=1))[-1][0][:, -1]
     torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
@@ -104,15 +109,15 @@ def test_halting_through_the_cache_equals_recomputing_the_window(kw, threshold):
     m = halting_model(**kw)
     seq = torch.randint(0, 37, (2, 16))
     cache = KVCache()
-    logits, used = decode(m, seq[:, :5], cache, 0, 3, threshold)
+    logits, used = last(decode(m, seq[:, :5], cache, 0, 3, threshold))
     seen = []
     for t in range(5, seq.size(1) + 1):
-        ref, ref_used = decode(m, seq[:, :t], None, 0, 3, threshold)
+        ref, ref_used = last(decode(m, seq[:, :t], None, 0, 3, threshold))
         torch.testing.assert_close(logits, ref, rtol=0, atol=1e-9)
         assert torch.equal(used, ref_used)
         seen += used.tolist()
         if t < seq.size(1):
-            logits, used = decode(m, seq[:, t:t + 1], cache, t, 3, threshold)
+            logits, used = last(decode(m, seq[:, t:t + 1], cache, t, 3, threshold))
     assert len(set(seen)) > 1  # tokens halted at different steps
 
 
@@ -121,12 +126,12 @@ def test_halting_at_the_first_step_is_the_one_step_model_and_never_halting_the_f
     seq = torch.randint(0, 37, (2, 12))
     for threshold, n_sup in ((0.0, 1), (1.0, 3)):  # sigmoid(q) > 0: every token halts after step 1
         cache = KVCache()
-        logits, used = decode(m, seq[:, :6], cache, 0, 3, threshold)
+        logits, used = last(decode(m, seq[:, :6], cache, 0, 3, threshold))
         for t in range(6, 12):
             ref = list(m.supervision_steps(seq[:, :t], n_sup=n_sup))[-1][0][:, -1]
             torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
             assert used.tolist() == [n_sup, n_sup]
-            logits, used = decode(m, seq[:, t:t + 1], cache, t, 3, threshold)
+            logits, used = last(decode(m, seq[:, t:t + 1], cache, t, 3, threshold))
 
 
 def test_generation_with_halting_is_the_same_with_and_without_the_cache():
@@ -147,8 +152,8 @@ def test_compiled_cached_step_equals_eager():
     decode(m, seq[:, :4], eager, 0, 2)
     decode(m, seq[:, :4], compiled, 0, 2)  # prefills run eager in generate too
     for t in range(4, seq.size(1)):
-        ref, _ = decode(m, seq[:, t:t + 1], eager, t, 2)
-        logits, used = decode(m, seq[:, t:t + 1], compiled, t, 2, step=step)
+        ref, _ = last(decode(m, seq[:, t:t + 1], eager, t, 2))
+        logits, used = last(decode(m, seq[:, t:t + 1], compiled, t, 2, step=step))
         torch.testing.assert_close(logits, ref, rtol=0, atol=1e-12)
         assert used.tolist() == [2]
     torch.testing.assert_close(compiled.k, eager.k, rtol=0, atol=1e-12)
@@ -166,3 +171,18 @@ def test_sample_token_draws_from_the_top_k_softmax():
     assert counts[3:].sum() == 0  # outside the top 3: never
     torch.testing.assert_close(counts[:3], expect, rtol=0, atol=0.01)
     assert torch.equal(sample_token(logits[:2], 0), torch.zeros(2, 1, dtype=torch.long))  # greedy
+
+
+@pytest.mark.parametrize('threshold', [0.3, 0.7])
+def test_one_window_gives_every_token_its_halted_logits(threshold):
+    # the whole window in one call (model.HaltedKV, as evaluation and bench use it) == token by token
+    # through the cache, at every position
+    m = halting_model(n_loops=1)
+    seq = torch.randint(0, 37, (2, 16))
+    ref, ref_used = decode(m, seq, None, 0, 3, threshold)
+    cache = KVCache()
+    for t in range(16):
+        logits, used = decode(m, seq[:, t:t + 1], cache, t, 3, threshold)
+        torch.testing.assert_close(logits[:, 0], ref[:, t], rtol=0, atol=1e-9)
+        assert torch.equal(used[:, 0], ref_used[:, t])
+    assert len(set(ref_used.flatten().tolist())) > 1  # tokens halted at different steps

@@ -50,6 +50,11 @@ def test_training_steps_on_cuda_are_finite_and_falling(run_dir, model, dtype, co
     assert seen[-1] < seen[0], seen
 
 
+def last(out):
+    """decode's (logits [B, L, V], steps [B, L]) of the last new token."""
+    return out[0][:, -1], out[1][:, -1]
+
+
 def test_kv_cache_equals_recomputation_on_cuda():
     from generate import KVCache, decode
     from model import GPT, GPTConfig
@@ -59,12 +64,12 @@ def test_kv_cache_equals_recomputation_on_cuda():
     seq = torch.randint(0, 37, (2, 14), device='cuda')
     cache = KVCache()
     with torch.no_grad():
-        logits, _ = decode(m, seq[:, :5], cache, 0, 3)
+        logits, _ = last(decode(m, seq[:, :5], cache, 0, 3))
         for t in range(5, seq.size(1) + 1):
             ref = list(m.supervision_steps(seq[:, :t], n_sup=3))[-1][0][:, -1]
             torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4)  # fp32 (TF32 matmuls)
             if t < seq.size(1):
-                logits, _ = decode(m, seq[:, t:t + 1], cache, t, 3)
+                logits, _ = last(decode(m, seq[:, t:t + 1], cache, t, 3))
 
 
 @pytest.mark.parametrize('fsdp', [False, True])

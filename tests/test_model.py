@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model as M
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, HaltedKV
 
 
 def tiny(**kw):
@@ -654,3 +654,30 @@ def test_init_is_reproducible_and_gives_the_documented_scales():
     assert abs(a.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
     assert abs(a.blocks[0].attn.c_proj.weight.std().item() - 0.02 / math.sqrt(8)) < 0.001
     assert (a.q_head.weight == 0).all() and (a.q_head.bias == -5).all()  # starts at "not yet right"
+
+
+def test_halted_kv_freezes_halted_tokens_and_leaves_running_ones_as_they_were():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, n_loops=2,
+                      T_recursion=2, n_sup=2)).double()
+    X = torch.randint(0, 37, (2, 12))
+    first = HaltedKV()
+    _, _, y, z = m(X, None, None, first)
+    assert len(first.kv) == 2 * 2 * 3 and not first.kv[0][0].requires_grad  # n_layer x T x (n_loops + 1) sites
+    plain_logits = m(X, y, z)[0]
+    plain_grads = torch.autograd.grad(plain_logits.sum(), list(m.parameters()), allow_unused=True)
+    # every token running: the plain step, gradients included
+    logits = m(X, y, z, HaltedKV(torch.ones(2, 12, dtype=torch.bool), first))[0]
+    assert torch.equal(logits, plain_logits)
+    for g, ref in zip(torch.autograd.grad(logits.sum(), list(m.parameters()), allow_unused=True), plain_grads):
+        assert (g is None and ref is None) or torch.equal(g, ref)
+    # token 5 of row 0 halted: it shows every site its step-1 keys/values; tokens before it are untouched
+    running = torch.ones(2, 12, dtype=torch.bool)
+    running[0, 5] = False
+    second = HaltedKV(running, first)
+    logits = m(X, y, z, second)[0]
+    for (k1, v1), (k2, v2) in zip(first.kv, second.kv):
+        assert torch.equal(k2[0, :, 5], k1[0, :, 5]) and torch.equal(v2[0, :, 5], v1[0, :, 5])
+        assert not torch.equal(k2[0, :, 4], k1[0, :, 4])
+    assert torch.equal(logits[1], plain_logits[1]) and torch.equal(logits[0, :5], plain_logits[0, :5])
+    assert not torch.allclose(logits[0, 6:], plain_logits[0, 6:])

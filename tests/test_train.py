@@ -9,6 +9,9 @@ import sys
 import pytest
 import torch
 
+import checkpoint
+import lm
+
 from conftest import (ROOT, TINY, make_arc_data, make_char_data, make_sudoku_data, one_line_error, run_all,
                       run_train)
 
@@ -88,6 +91,46 @@ def test_plain_baseline_config_runs(run_dir):
     assert load(run_dir / 'out' / 'ckpt.pt')['model_args']['recursion'] is False
 
 
+def test_halt_train_changes_nothing_until_a_token_halts_and_resumes_exactly(run_dir):
+    # act_loss_weight 0: the q-head keeps its initial "not yet" (sigmoid(-5)), so no token ever halts and
+    # training under halting is training without it; the eval's halting answer is then the last step's
+    common = ['--n_sup=2', '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=3', '--use_ema=False']
+    run_train(run_dir, '--out_dir=plain', *common, '--act_loss_weight=0')
+    run_train(run_dir, '--out_dir=halting', *common, '--act_loss_weight=0', '--halt_train=True')
+    plain, halting = read_metrics(run_dir / 'plain'), read_metrics(run_dir / 'halting')
+    for a, b in zip(plain, halting):
+        assert {k: v for k, v in a.items() if k not in ('time', 'tok_per_s', 'rss_mb')} == \
+               {k: v for k, v in b.items() if k not in ('time', 'tok_per_s', 'rss_mb')}
+    for r in (r for r in halting if r['kind'] == 'eval'):
+        assert r['val_halt_step'] == 2.0 and r['val_loss_halt'] == r['val_loss_s2'] and r['val_halt_hist'] == [0, 1]
+    # a random q-head (set after one iteration, then left as it is) that says "halt" for half the tokens,
+    # and a learning rate too small to change that: tokens halt while training, and resume is exact
+    # (exploration draws from the checkpointed RNG)
+    common = [*common, '--act_loss_weight=0', '--halt_train=True', '--halt_exploration_prob=0.5',
+              '--learning_rate=1e-5', '--min_lr=1e-6']
+    run_train(run_dir, '--out_dir=start', *common, '--max_iters=1')
+    ckpt = load(run_dir / 'start' / 'ckpt.pt')
+    model, _ = checkpoint.load_model(run_dir / 'start' / 'ckpt.pt', use_ema=False)
+    val = lm.load(str(run_dir / 'data' / 'tiny'), {'block_size': 32})
+    with torch.no_grad():  # q halts the val tokens above the median after step 1
+        model.q_head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(0))
+        model.q_head.bias.zero_()
+        q = next(model.supervision_steps(lm.get_batch(val, 'val', torch.arange(8) * 4)[0]))[1]
+        model.q_head.bias.fill_(-q.median())
+    ckpt['model'].update({f'q_head.{k}': v for k, v in model.q_head.state_dict().items()})
+    for name in ('straight', 'split'):
+        (run_dir / name).mkdir()
+        torch.save(ckpt, run_dir / name / 'ckpt.pt')
+    run_train(run_dir, '--out_dir=straight', *common, '--init_from=resume')
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume', '--max_iters=3')
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
+    a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    for r in (r for r in read_metrics(run_dir / 'straight') if r['kind'] == 'eval'):
+        assert 1.0 < r['val_halt_step'] < 2.0 and math.isfinite(r['val_loss_halt']), r
+
+
 # ---------------------------------------------------------------- bad input: one line, nothing touched
 
 CUDA = torch.cuda.is_available()
@@ -112,6 +155,7 @@ BAD_INPUT = {  # class of bad input: (train.py arguments after TINY, what its on
     'resume with another architecture': (['--out_dir=run', '--init_from=resume', '--max_iters=4', '--block_size=16'],
                                          'block_size=16 (checkpoint: 32)'),
     'unreadable checkpoint': (['--out_dir=truncated', '--init_from=resume', '--max_iters=4'], 'cannot read truncated/ckpt.pt'),
+    'halt_train without a per-token q-head': (['--halt_train=True', '--recursion=False'], 'halt_train=True halts tokens'),
     'full disk': (['--out_dir=full', '--init_from=resume', '--max_iters=3', '--eval_interval=3'], 'could not write'),
 }
 
