@@ -1,8 +1,8 @@
 """
 Solve with a puzzle or control checkpoint (the task is read from the checkpoint).
 
-Puzzles (trained on data/sudoku, data/maze or data/arc): one puzzle in; the answer after the supervision
-steps, the step where the q-head halts and a rule verdict out. Text formats: see puzzle_io.TEXT_FORMATS.
+Puzzles (trained on data/sudoku, data/maze or data/arc): one puzzle in; the model's answer (the one at the
+step where the q-head halts, else the last step's) and a rule verdict out. Text formats: see puzzle_io.TEXT_FORMATS.
 
     python solve.py --out_dir=out-sudoku-cpu --puzzle=4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......
     python solve.py --out_dir=out-tiny-puzzle-maze --puzzle=maze.txt --puzzle_steps=True   # the answer after every step
@@ -39,7 +39,7 @@ device = ''               # '' = auto: cuda > mps > cpu
 dtype = ''                # '' = auto, as train.py: bfloat16 where the hardware does it natively, else float32
 use_ema = True            # the EMA weights (what eval used)
 n_sup_inference = 0       # supervision steps; 0 = as trained
-halt_threshold = 1.0      # stop once sigmoid(q) > this; 1.0 = run every step
+halt_threshold = 0.5      # the answer is the first step's with sigmoid(q) > this (what evals score); 1.0 = the last step's
 # puzzles
 puzzle = ''               # the puzzle to solve (Sudoku: 81 characters; maze, ARC: a file)
 puzzle_steps = False      # print the answer after every supervision step, not only the last
@@ -103,26 +103,22 @@ def solve_puzzle():
         sys.exit(f"error: --puzzle: {e}")
     X = torch.tensor(x, device=device)[None]
     puzzle_ids = torch.tensor([puzzle_embedding_row(kind, meta)], device=device)
-    answers = []
-    halt_step = None
     with torch.no_grad(), ctx:
-        for logits, q in model.supervision_steps(X, n_sup, puzzle_ids=puzzle_ids):
-            answers.append(logits.argmax(-1)[0].cpu().numpy())
-            if halt_step is None and q is not None and halted(q).item():
-                halt_step = len(answers)  # the q-head says "right": where training and eval halt
-            if q is not None and halted(q, halt_threshold).item():
-                break
+        steps = [(logits.argmax(-1)[0].cpu().numpy(), q) for logits, q in model.supervision_steps(X, n_sup, puzzle_ids=puzzle_ids)]
+    halts = [q is not None and halted(q, halt_threshold).item() for _, q in steps]
+    halt_step = halts.index(True) + 1 if True in halts else None
     print(f"{kind} puzzle:\n{puzzle_io.puzzle_text(kind, x)}\n")
-    for s, answer in enumerate(answers, 1):
-        if puzzle_steps or s == len(answers):
-            print(f"answer after supervision step {s} of {n_sup}:\n{puzzle_io.puzzle_text(kind, answer)}")
+    for s, (answer, _) in enumerate(steps, 1):
+        if puzzle_steps or s == (halt_step or n_sup):
+            mark = ' (the q-head halts: the answer)' if s == halt_step else ''
+            print(f"answer after supervision step {s} of {n_sup}{mark}:\n{puzzle_io.puzzle_text(kind, answer)}")
             print(puzzle_io.puzzle_verdict(kind, x, answer, expected) + '\n')
     if model.q_head is None:
-        print("halting: the model has no q-head")
+        print("halting: the model has no q-head; the answer is the last step's")
     elif halt_step:
-        print(f"halting: the q-head says the answer is right from step {halt_step}")
+        print(f"halting: sigmoid(q) > {halt_threshold} first at step {halt_step} of {n_sup}: its answer is the model's")
     else:
-        print("halting: the q-head never says the answer is right")
+        print(f"halting: sigmoid(q) never exceeds {halt_threshold}; the answer is the last step's")
 
 
 def parse_states(system, rng):

@@ -28,6 +28,19 @@ def test_sampling_bench_reports_cache_and_halting(run_dir):
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == ['error: n_tokens=0: must be >= 1']
 
 
+def test_halting_curve_sweeps_thresholds_over_checkpoints(run_dir):
+    run_train(run_dir, '--out_dir=out', '--max_iters=2', '--eval_interval=2', '--n_sup=3')
+    run_train(run_dir, '--out_dir=plain', '--max_iters=2', '--eval_interval=2', '--recursion=False')
+    out = bench(run_dir, '--halting=out,plain', '--halt_thresholds=0.0', '--val_sequences=2', '--val_length=20',
+                '--plot_path=curve.png')
+    rows = [line.split('|')[1:-1] for line in out.splitlines() if line.startswith('| out') or line.startswith('| plain')]
+    # (model, n_sup, threshold, steps per token, block calls per token): 1 layer x 2 net calls per step
+    assert [[c.strip() for c in r[:5]] for r in rows] == [['out', '3', 'never', '3.00', '6.00'],
+                                                        ['out', '3', '0.0', '1.00', '2.00'],
+                                                        ['plain', '1', 'never', '1.00', '1.00']], out
+    assert (run_dir / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
 def test_training_throughput_table_vs_and_profile(run_dir):
     from configurator import configure, train_defaults
     from model import GPT, GPTConfig

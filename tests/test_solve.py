@@ -20,13 +20,18 @@ def test_puzzle_checkpoint_prints_the_answer_per_step_and_a_rule_verdict(sudoku_
     proc = run_solve(sudoku_run, '--out_dir=sudoku', f'--puzzle={text}', '--puzzle_steps=True')
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert 'sudoku puzzle:' in out and 'answer after supervision step 1 of 2:' in out and 'halting:' in out
+    assert 'sudoku puzzle:' in out and 'answer after supervision step 1 of 2' in out and 'halting:' in out
     lines = out.splitlines()
-    i = lines.index('answer after supervision step 2 of 2:')
+    i = next(i for i, line in enumerate(lines) if line.startswith('answer after supervision step 2 of 2'))
     grid, verdict = '\n'.join(lines[i + 1:i + 12]), lines[i + 12]
     answer, _ = puzzle_io.parse_puzzle('sudoku', grid.replace('|', '').replace('-', '').replace('+', ''))
     # the verdict checks the rules on the printed answer (no stored solution involved)
     assert verdict.startswith('valid' if puzzles.sudoku_valid(x, answer) else 'invalid'), out
+    # by default one answer: the halting step's (never halting, --halt_threshold=1.0: the last step's)
+    for threshold, step in ((0.0, 1), (1.0, 2)):  # sigmoid(q) > 0 at step 1 for every puzzle / never
+        out = run_solve(sudoku_run, '--out_dir=sudoku', f'--puzzle={text}', f'--halt_threshold={threshold}').stdout
+        assert out.count('answer after supervision step') == 1 and f'answer after supervision step {step} of 2' in out
+        assert ('first at step 1 of 2' if step == 1 else 'never exceeds 1.0') in out, out
 
 
 def test_bad_puzzle_is_one_clear_error(sudoku_run):
