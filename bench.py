@@ -55,8 +55,8 @@ halt_threshold = 0.5  # sampling: the halting rule measured against no halting
 n_sup_inference = 0   # sampling: 0 = as trained
 val_sequences = 32    # sampling, halting: teacher-forced val sequences for the halting val loss
 val_length = 128
-halting = ''          # out_dirs of language models (comma-separated): val loss vs block calls per token over
-halt_thresholds = '0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1'  # these thresholds (all steps first), a table and plot_path
+halting = ''          # out_dirs of language models (comma-separated): val loss vs block calls per token, at 1..n_sup
+halt_thresholds = '0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1'  # steps and halting at these thresholds: a table, plot_path
 plot_path = 'halting.png'
 # -----------------------------------------------------------------------------
 BENCH_KEYS = config_keys(globals())
@@ -375,14 +375,14 @@ def halting_val_loss(model, X, Y, n_sup, threshold):
 
 def halting_curve(out_dirs):
     """Val loss against the blocks each token runs through (n_layer x net calls, what its FLOPs scale
-    with), over the halting thresholds, for language-model checkpoints: a table and a plot. A model
-    without a q-head (a plain GPT) is one point."""
+    with), for language-model checkpoints: every token running 1..n_sup steps, then halting at each of
+    halt_thresholds; a table and a plot. A plain GPT is one point."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    thresholds = [1.0] + [float(t) for t in halt_thresholds.split(',') if t]
+    thresholds = [float(t) for t in halt_thresholds.split(',') if t]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    print("| model | n_sup | halt_threshold | steps per token | block calls per token | val loss | vs all steps |")
+    print("| model | steps run | halt_threshold | steps per token | block calls per token | val loss | vs all steps |")
     print("|---|---|---|---|---|---|---|")
     for out_dir in out_dirs:
         try:
@@ -394,19 +394,26 @@ def halting_curve(out_dirs):
         cfg, n_sup = model.config, n_sup_inference or model.n_sup
         blocks = sites_per_step(cfg)  # block calls of one supervision step (one per attention site)
         X, Y = val_windows(model, ckpt)
+        # every token runs k = 1..n_sup steps (what halting must beat), then halting over n_sup steps
+        fixed = [(k * blocks, halting_val_loss(model, X, Y, k, 1.0)[0]) for k in range(1, n_sup + 1)]
+        full = fixed[-1][1]
+        for k, (calls, loss) in enumerate(fixed, 1):
+            print(f"| {out_dir} | {k} | never | {k:.2f} | {calls:.2f} | {loss:.4f} | {(loss / full - 1) * 100:+.2f}% |")
         points = []
-        for t in thresholds if model.q_head is not None and n_sup > 1 else thresholds[:1]:
+        for t in thresholds if model.q_head is not None and n_sup > 1 else []:
             loss, steps = halting_val_loss(model, X, Y, n_sup, t)
             points.append((steps * blocks, loss))
-            print(f"| {out_dir} | {n_sup} | {'never' if t == 1.0 else t} | {steps:.2f} | {steps * blocks:.2f} | "
-                  f"{loss:.4f} | {(loss / points[0][1] - 1) * 100:+.2f}% |")
-        calls, losses = zip(*points)
-        ax.plot(calls, losses, 'o-' if len(points) > 1 else 's', label=f"{out_dir} (n_sup {n_sup})")
+            print(f"| {out_dir} | {n_sup} | {t} | {steps:.2f} | {steps * blocks:.2f} | {loss:.4f} | "
+                  f"{(loss / full - 1) * 100:+.2f}% |")
+        name = os.path.basename(os.path.normpath(out_dir))
+        line = ax.plot(*zip(*fixed), 's--' if len(fixed) > 1 else 's', label=f"{name}: 1..{n_sup} steps")[0]
+        if points:
+            ax.plot(*zip(*points), 'o-', color=line.get_color(), label=f"{name}: halting over {n_sup} steps")
     ax.set_xlabel('block calls per token (FLOPs per token / a block\'s)')
     ax.set_ylabel(f'val loss ({val_sequences} x {X.size(1)} tokens, teacher-forced)')
-    ax.set_title('halting: val loss vs compute per token (thresholds 1.0 = never ... low = early)')
+    ax.set_title(f'fixed steps, and halting at thresholds {halt_thresholds}', fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(plot_path, dpi=100)
     print(f"wrote {plot_path}")

@@ -34,10 +34,14 @@ def test_halting_curve_sweeps_thresholds_over_checkpoints(run_dir):
     out = bench(run_dir, '--halting=out,plain', '--halt_thresholds=0.0', '--val_sequences=2', '--val_length=20',
                 '--plot_path=curve.png')
     rows = [line.split('|')[1:-1] for line in out.splitlines() if line.startswith('| out') or line.startswith('| plain')]
-    # (model, n_sup, threshold, steps per token, block calls per token): 1 layer x 2 net calls per step
-    assert [[c.strip() for c in r[:5]] for r in rows] == [['out', '3', 'never', '3.00', '6.00'],
+    # (model, steps run, threshold, steps per token, block calls per token): 1 layer x 2 net calls per step
+    assert [[c.strip() for c in r[:5]] for r in rows] == [['out', '1', 'never', '1.00', '2.00'],
+                                                        ['out', '2', 'never', '2.00', '4.00'],
+                                                        ['out', '3', 'never', '3.00', '6.00'],
                                                         ['out', '3', '0.0', '1.00', '2.00'],
                                                         ['plain', '1', 'never', '1.00', '1.00']], out
+    # halting at step 1 (threshold 0) is running one step
+    assert rows[0][5] == rows[3][5] and rows[2][6].strip() == '+0.00%'
     assert (run_dir / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from common import (available_memory, check_memory, gpt_args, resolve_device, resolve_dtype, save_json, save_npy,
                     task_module, task_of, train_memory, write_atomic)
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, HaltedKV
 
 
 def model_args(data_dir, config):
@@ -83,9 +83,10 @@ def test_a_device_the_machine_lacks_is_one_line():
     assert resolve_device('cpu') == ('cpu', 'cpu')
 
 
-def saved_bytes(model, B, dtype):
+def saved_bytes(model, B, dtype, halt_train=False):
     """What one real supervision step keeps for backward (tensors autograd saves, weights excluded) plus
-    the logits' gradient, which backward holds beside them."""
+    the logits' gradient, which backward holds beside them; halt_train: and the keys/values of every
+    attention site of this step and the previous one (model.HaltedKV)."""
     weights = {t.untyped_storage()._cdata for t in [*model.parameters(), *model.buffers()]}
     storages = {}
 
@@ -94,23 +95,33 @@ def saved_bytes(model, B, dtype):
             storages[t.untyped_storage()._cdata] = t.untyped_storage().nbytes()
         return t
     idx = torch.zeros(B, model.config.block_size, dtype=torch.long)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast('cpu', torch.bfloat16, enabled=dtype != 'float32'):
-        logits = model(idx)[0]
+    autocast = lambda: torch.autocast('cpu', torch.bfloat16, enabled=dtype != 'float32')
+    prev = sites = None
+    if halt_train:
+        with torch.no_grad(), autocast():
+            model(idx, cache=(prev := HaltedKV()))
+        sites = HaltedKV(torch.ones_like(idx, dtype=torch.bool), prev)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast():
+        logits = model(idx, cache=sites)[0]
         F.cross_entropy(logits.float().flatten(0, 1), idx.flatten())
+    for t in [t for kv in (prev.kv + sites.kv if halt_train else []) for t in kv]:
+        storages[t.untyped_storage()._cdata] = t.untyped_storage().nbytes()
     return sum(storages.values()) + logits.numel() * 4
 
 
 @pytest.mark.parametrize('kw', [{}, dict(n_kv_head=4, n_head=8), dict(mlp='gelu', expansion=8.0),
                                 dict(n_layer=3, n_loops=2, T_recursion=2, n_sup=4), dict(recursion=False),
-                                dict(causal=False, mixer='mlp_t'), dict(trm_faithful=True), dict(vocab_size=50304)])
+                                dict(causal=False, mixer='mlp_t'), dict(trm_faithful=True), dict(vocab_size=50304),
+                                dict(n_layer=3, n_loops=2, T_recursion=2, n_sup=4, halt_train=True)])
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 def test_train_memory_is_what_a_real_step_keeps(kw, dtype):
     c = dict(block_size=64, vocab_size=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=128, n_loops=1, T_recursion=1,
              n_sup=1)
+    kw = dict(kw)
+    halt_train = kw.pop('halt_train', False)
     model = GPT(GPTConfig(**{**c, **kw}))
-    real = saved_bytes(model, 4, dtype) + 16 * sum(p.numel() for p in model.parameters())
-    assert 0.8 < train_memory(model, 4, dtype, use_ema=False) / real < 1.25
+    real = saved_bytes(model, 4, dtype, halt_train) + 16 * sum(p.numel() for p in model.parameters())
+    assert 0.8 < train_memory(model, 4, dtype, use_ema=False, halt_train=halt_train) / real < 1.25
 
 
 def test_a_step_that_cannot_fit_is_refused_before_anything_is_allocated():
