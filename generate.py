@@ -105,7 +105,7 @@ def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
         if cache is not None:
             sites = cache.step(s, n, positions, mask, running if s else None)
         else:
-            sites = HaltedKV(running.clone() if s else None, sites)
+            sites = HaltedKV(running if s else None, sites)
         step_logits, q, y, z = step(idx, y, z, sites)
         logits = step_logits if s == 0 else torch.where(running[..., None], step_logits, logits)
         used += running
@@ -196,8 +196,8 @@ def _cached_step(model, idx, y, z, cache):  # one-token steps over the prealloca
     return model(idx, y, z, cache)
 
 
-def _window_step(model, idx, y, z, cache):  # cache is None: the whole window, recomputed
-    return model(idx, y, z)
+def _window_step(model, idx, y, z, sites):  # the whole window, recomputed (sites: a HaltedKV when halting)
+    return model(idx, y, z, sites)
 
 
 def _cached_token(model, idx, cache, positions, mask, n_sup, temperature, top_k):
