@@ -406,7 +406,8 @@ def halting_curve(out_dirs):
             print(f"| {out_dir} | {n_sup} | {t} | {steps:.2f} | {steps * blocks:.2f} | {loss:.4f} | "
                   f"{(loss / full - 1) * 100:+.2f}% |")
         name = os.path.basename(os.path.normpath(out_dir))
-        line = ax.plot(*zip(*fixed), 's--' if len(fixed) > 1 else 's', label=f"{name}: 1..{n_sup} steps")[0]
+        label = f"{name}: 1..{n_sup} steps" if cfg.recursion else f"{name}: plain GPT, {cfg.n_layer} layers"
+        line = ax.plot(*zip(*fixed), 's--' if len(fixed) > 1 else 's', label=label)[0]
         if points:
             ax.plot(*zip(*points), 'o-', color=line.get_color(), label=f"{name}: halting over {n_sup} steps")
     ax.set_xlabel('block calls per token (FLOPs per token / a block\'s)')

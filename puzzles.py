@@ -455,9 +455,10 @@ def eval_outputs(logits):
 
 @torch.no_grad()
 def eval_split(model, data, split, X, Y, outputs, config, run):
-    """ARC's score at every supervision step, on the test split: each test pair is solved under
-    arc_eval_votes augmentations, each answer mapped back by the inverse augmentation, cropped at EOS and
-    voted on (arc_pair_hits); pass@k: the right grid is among the k most voted. Pairs are spread over the
+    """ARC's score at every supervision step and, with a q-head, at the step where each augmented copy
+    halts (model.halted; the (S+1)-th entry, which train.py logs as _halt), on the test split: each test
+    pair is solved under arc_eval_votes augmentations, each answer mapped back by the inverse augmentation,
+    cropped at EOS and voted on (arc_pair_hits); pass@k: the right grid is among the k most voted. Pairs are spread over the
     ranks, which all run the same number of batches (FSDP runs forwards in lockstep); the hits are
     summed over the ranks."""
     if data['kind'] != 'arc' or split != 'test':
@@ -468,14 +469,21 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
     rows = slots % n
     ix = np.repeat(rows, K)
     aug_ids = np.tile(arc_vote_ids(K, n_aug), len(rows))
-    preds = [[] for _ in range(S)]
+    preds = [[] for _ in range(S + 1)]  # the steps' answers, then each copy's at its halting step
     for b in range(0, len(ix), config['batch_size']):
         batch = batch_arrays(test, ix[b:b + config['batch_size']], None, aug_ids=aug_ids[b:b + config['batch_size']],
                              n_aug=n_aug)
         inputs, puzzle_ids = (torch.from_numpy(batch[k]).to(run.device) for k in ('inputs', 'emb_ids'))
         with run.ctx:
-            for s, (logits, _) in enumerate(model.supervision_steps(inputs, puzzle_ids=puzzle_ids)):
-                preds[s].append(logits.argmax(-1).cpu().numpy())
+            for s, (logits, q) in enumerate(model.supervision_steps(inputs, puzzle_ids=puzzle_ids)):
+                pred = logits.argmax(-1)
+                preds[s].append(pred.cpu().numpy())
+                if q is not None:  # a copy's answer is this step's until it halts
+                    answer = pred if s == 0 else torch.where(stopped[:, None], answer, pred)
+                    stopped = halted(q) if s == 0 else stopped | halted(q)
+            if q is not None:
+                preds[S].append(answer.cpu().numpy())
+    S = S + 1 if preds[S] else S
     hits = torch.zeros(S, n, 2, device=run.device)
     own = np.repeat(slots < n, K)  # padding repeats pairs of other ranks: not counted here
     for s in range(S):
@@ -501,6 +509,9 @@ def summary(metrics, split, S, config):
         line += (f"\n  test ARC pass@1 per step: {per_step('pass@1')}; pass@2 {metrics[f'test_pass@2_s{S}']:.3f}, "
                  f"per task pass@1 {metrics[f'test_task_pass@1_s{S}']:.3f} / pass@2 "
                  f"{metrics[f'test_task_pass@2_s{S}']:.3f} ({config['arc_eval_votes']} votes per pair)")
+        if 'test_pass@1_halt' in metrics:
+            line += (f"; at the halting step pass@1 {metrics['test_pass@1_halt']:.3f}, per task "
+                     f"{metrics['test_task_pass@1_halt']:.3f}")
     return line
 
 

@@ -370,6 +370,10 @@ def test_arc_eval_reports_pass_at_k_after_voting_at_every_step(run_dir):
     for s in (1, 2):  # an untrained model: the numbers are 0, but every step reports them
         assert 0 <= r[f'test_pass@1_s{s}'] <= r[f'test_pass@2_s{s}'] <= 1
         assert 0 <= r[f'test_task_pass@1_s{s}'] <= r[f'test_task_pass@2_s{s}'] <= 1
+    # and at the halting step: an untrained q-head never says "halt" (sigmoid(-5)), so that is step 2's answer
+    assert 'at the halting step pass@1' in proc.stdout and r['test_halt_step'] == 2.0
+    for k in ('pass@1', 'pass@2', 'task_pass@1', 'task_pass@2'):
+        assert r[f'test_{k}_halt'] == r[f'test_{k}_s2']
 
 
 def test_tiny_model_learns_a_tiny_sudoku_set(sudoku_run):
