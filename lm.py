@@ -137,7 +137,7 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
 def summary(metrics, split, S, config):
     if f'{split}_halt_step' not in metrics:
         return ''
-    return (f"  halting per token (q > 0): {split} loss {metrics[f'{split}_loss_halt']:.4f} at "
+    return (f"  halting per token (sigmoid(q) > {config['halt_threshold']}): {split} loss {metrics[f'{split}_loss_halt']:.4f} at "
             f"{metrics[f'{split}_halt_step']:.2f} of {S} steps per token")
 
 

@@ -343,7 +343,8 @@ class GPT(nn.Module):
     def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
         """One supervision step: (logits, q_logits, y, z). Only this step's last cycle carries a graph,
         and the returned y, z are detached, so the caller can backward right away and feed y, z to the
-        next step. cache: a generate.KVCache when decoding; pos: the position of idx's first token.
+        next step. cache: a generate.KVCache when decoding, a HaltedKV under per-token halting; pos: the
+        position of idx's first token.
         q_logits: per token [B, L] when causal (LM), per sequence [B] otherwise (puzzles, control)."""
         cfg = self.config
         if pos + idx.size(1) > cfg.block_size or (cfg.mixer == 'mlp_t' and idx.size(1) != cfg.block_size):

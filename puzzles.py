@@ -480,7 +480,8 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
                 preds[s].append(pred.cpu().numpy())
                 if q is not None:  # a copy's answer is this step's until it halts
                     answer = pred if s == 0 else torch.where(stopped[:, None], answer, pred)
-                    stopped = halted(q) if s == 0 else stopped | halted(q)
+                    halts = halted(q, config['halt_threshold'])
+                    stopped = halts if s == 0 else stopped | halts
             if q is not None:
                 preds[S].append(answer.cpu().numpy())
     S = S + 1 if preds[S] else S

@@ -288,7 +288,7 @@ def evaluate(m):
     """Named metrics of every split at every supervision step, on fixed batches (every row runs all n_sup
     steps): `{split}_{name}_s{step}` for the loss, the q-head's accuracy and the task's batch metrics,
     averaged over batches and processes; and what the task scores over a whole split. With a q-head and
-    n_sup > 1, the answer where it halts (model.halted): every metric of it, `{split}_{name}_halt`, the mean
+    n_sup > 1, the answer where it halts (model.halted at halt_threshold): every metric of it, `{split}_{name}_halt`, the mean
     halting step and its histogram. A q-head per sequence (puzzles, control) halts a row at its first step
     whose q says "halt"; one per token (a language model) halts each token as decoding does, teacher-forced
     (generate.decode over the whole window: later tokens see a halted token's keys/values of its step)."""
@@ -320,11 +320,11 @@ def evaluate(m):
                     halting = True
                     running = halt_step == S
                     answer = logits if s == 0 else torch.where(running.view(-1, *[1] * (logits.dim() - 1)), logits, answer)
-                    halt_step = torch.where(halted(q) & running, s + 1, halt_step)
+                    halt_step = torch.where(halted(q, halt_threshold) & running, s + 1, halt_step)
             if q is not None and q.dim() == 2 and S > 1:  # per token: halting changes what later tokens see
                 halting = True
                 with ctx:
-                    answer, halt_step = decode(m, X, None, 0, S, halt_threshold=0.5)
+                    answer, halt_step = decode(m, X, None, 0, S, halt_threshold)
             if halting:  # the answer at the halting step, scored as the steps are
                 with ctx:
                     loss = task.losses(answer, None, X, Y, data, config)[0]

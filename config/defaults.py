@@ -57,6 +57,8 @@ loss = 'softmax'                # softmax | stablemax (TRM's cross-entropy for p
 # supervision step, (y, z) carried across batches, halted rows replaced by fresh ones (the TRM paper's)
 schedule = ''                   # '' = the task's default: trm for puzzles, batch otherwise
 halt_exploration_prob = 0.1     # how often a row (trm) or token (halt_train) draws a random minimum number of steps before halting
+halt_threshold = 0.5            # evals score the answer at the first step where sigmoid(q) > this (`_halt` metrics);
+                                # training halts at 0.5 (q > 0), as TRM
 halt_train = False              # language models (batch schedule): train under per-token halting as inference runs it:
                                 # a token whose q-head says "halt" shows later steps its keys/values of that step
 puzzle_emb_lr = 0.0             # the puzzle embedding's learning rate (0 = learning_rate; TRM: 1e-2)

@@ -103,6 +103,10 @@ def test_halt_train_changes_nothing_until_a_token_halts_and_resumes_exactly(run_
                {k: v for k, v in b.items() if k not in ('time', 'tok_per_s', 'rss_mb')}
     for r in (r for r in halting if r['kind'] == 'eval'):
         assert r['val_halt_step'] == 2.0 and r['val_loss_halt'] == r['val_loss_s2'] and r['val_halt_hist'] == [0, 1]
+    # evals halt at halt_threshold: 0 halts every token after step 1, whatever q says
+    run_train(run_dir, '--out_dir=plain', *common, '--init_from=resume', '--eval_only=True', '--halt_threshold=0.0')
+    r = read_metrics(run_dir / 'plain')[-1]
+    assert r['val_halt_step'] == 1.0 and r['val_loss_halt'] == r['val_loss_s1'], r
     # a random q-head (set after one iteration, then left as it is) that says "halt" for half the tokens,
     # and a learning rate too small to change that: tokens halt while training, and resume is exact
     # (exploration draws from the checkpointed RNG)
@@ -374,6 +378,14 @@ def test_arc_eval_reports_pass_at_k_after_voting_at_every_step(run_dir):
     assert 'at the halting step pass@1' in proc.stdout and r['test_halt_step'] == 2.0
     for k in ('pass@1', 'pass@2', 'task_pass@1', 'task_pass@2'):
         assert r[f'test_{k}_halt'] == r[f'test_{k}_s2']
+    # halt_threshold 0 (sigmoid(q) > 0 always): every copy halts after step 1, so that is its answer
+    run_train(run_dir, '--dataset=arc_tiny', '--out_dir=b', '--n_sup=2', '--n_loops=1', '--T_recursion=1',
+              '--batch_size=8', '--eval_only=True', '--eval_iters=1', '--arc_n_aug=16', '--arc_eval_votes=4',
+              '--puzzle_emb_ndim=32', '--halt_threshold=0.0')
+    [r] = [r for r in read_metrics(run_dir / 'b') if r['kind'] == 'eval']
+    assert r['test_halt_step'] == 1.0
+    for k in ('pass@1', 'pass@2', 'task_pass@1', 'task_pass@2', 'exact', 'cell'):
+        assert r[f'test_{k}_halt'] == r[f'test_{k}_s1']
 
 
 def test_tiny_model_learns_a_tiny_sudoku_set(sudoku_run):
