@@ -1,6 +1,7 @@
 """
-What the scripts share: the task of a data folder, where and in which precision to run, and writing
-files so that a crash never leaves half of one under the real name.
+What the scripts share: the task of a data folder, where and in which precision to run, the memory a
+training step needs (and this process holds), durations for logs, and writing files so that a crash never
+leaves half of one under the real name.
 """
 import importlib
 import json
@@ -184,6 +185,23 @@ def check_memory(model, batch_size, dtype, use_ema, device, device_type, halt_tr
                          f"{cfg.seq_len} positions, {cfg.n_layer} x {cfg.n_embd} net), more than the "
                          f"{have / 2 ** 30:.1f} GiB free on {device}; lower batch_size (raising "
                          f"gradient_accumulation_steps keeps the batch) or block_size, or the model's size")
+
+
+def rss_mb():
+    """This process's resident memory in MiB (Linux: current; elsewhere: the peak)."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
+
+
+def duration(seconds):
+    """'1h02m', '4m05s' or '12s'."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def write_atomic(path, write):

@@ -32,8 +32,8 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
-from common import (check_memory, gpt_args, or_exit, prepare_command, runtime, supervision_weights, task_module,
-                    task_of)
+from common import (check_memory, duration, gpt_args, or_exit, prepare_command, rss_mb, runtime, supervision_weights,
+                    task_module, task_of)
 from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_defaults
 from ema import EMA
 from generate import decode
@@ -393,23 +393,6 @@ def log_metrics(row):
                  f"last checkpoint")
     if wandb_log:
         wandb.log(row, step=row['iter'])
-
-
-def rss_mb():
-    """This process's resident memory in MiB (Linux: current; elsewhere: the peak)."""
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
-    except OSError:
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == 'darwin' else 2 ** 10)
-
-
-def duration(seconds):
-    """'1h02m', '4m05s' or '12s'."""
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def progress():
