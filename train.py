@@ -288,10 +288,11 @@ def evaluate(m):
     """Named metrics of every split at every supervision step, on fixed batches (every row runs all n_sup
     steps): `{split}_{name}_s{step}` for the loss, the q-head's accuracy and the task's batch metrics,
     averaged over batches and processes; and what the task scores over a whole split. With a q-head and
-    n_sup > 1, the answer where it halts (model.halted at halt_threshold): every metric of it, `{split}_{name}_halt`, the mean
-    halting step and its histogram. A q-head per sequence (puzzles, control) halts a row at its first step
-    whose q says "halt"; one per token (a language model) halts each token as decoding does, teacher-forced
-    (generate.decode over the whole window: later tokens see a halted token's keys/values of its step)."""
+    n_sup > 1, the answer where it halts (model.halted at halt_threshold): every metric of it,
+    `{split}_{name}_halt`, the mean halting step and its histogram. A q-head per sequence (puzzles, control)
+    halts a row at its first step whose q says "halt"; one per token (a language model) halts each token as
+    decoding does, teacher-forced (generate.decode over the whole window: later tokens see a halted token's
+    keys/values of its step)."""
     was_training = m.training
     m.eval()
     gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
