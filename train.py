@@ -260,14 +260,6 @@ def refill_carry(carry, fresh):
     return out
 
 
-def halted_after_step(steps, q):
-    """Which rows stop after this step: n_sup steps done, or halts()."""
-    done = steps >= S
-    if q is not None and S > 1:  # with one step every row is done
-        done |= halts(q, steps)
-    return done
-
-
 def train_trm_step(X, Y, P):
     """The trm schedule: one supervision step on the rows in flight, after the halted ones were replaced
     by rows of this fresh batch. Returns the step's loss; the caller steps the optimizer."""
@@ -279,7 +271,10 @@ def train_trm_step(X, Y, P):
         loss, bce, _ = task.losses(logits, q, c['X'], c['Y'], data, config)
         total = loss + act_loss_weight * bce if bce is not None else loss
     scaler.scale(total).backward()
-    carry = dict(c, y=y, z=z, steps=steps, halted=halted_after_step(steps, q))
+    done = steps >= S  # n_sup steps taken, or halts() (with one step every row is done)
+    if q is not None and S > 1:
+        done |= halts(q, steps)
+    carry = dict(c, y=y, z=z, steps=steps, halted=done)
     return loss.detach()[None]
 
 
