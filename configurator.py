@@ -106,7 +106,7 @@ TRAIN_RULES = {
     'batch_size': at_least(1), 'block_size': at_least(1), 'gradient_accumulation_steps': at_least(1),
     'supervision_weight_base': above(0), 'improvement_reward_scale': at_least(0), 'act_loss_weight': at_least(0),
     'loss': one_of('softmax', 'stablemax'), 'schedule': one_of('', 'batch', 'trm'),
-    'halt_exploration_prob': fraction(), 'halt_threshold': fraction(), 'puzzle_emb_lr': at_least(0), 'puzzle_emb_weight_decay': at_least(0),
+    'halt_exploration_prob': fraction(), 'halt_threshold': fraction(), 'eval_n_sup': at_least(0, "0 = n_sup"), 'puzzle_emb_lr': at_least(0), 'puzzle_emb_weight_decay': at_least(0),
     'arc_n_aug': at_least(1), 'arc_eval_votes': at_least(1), 'arc_eval_pairs': at_least(0),
     'rollout_loss_weight': at_least(0), 'act_cost_tol': at_least(0),
     'learning_rate': above(0), 'weight_decay': at_least(0), 'grad_clip': at_least(0, "0 = no clipping"),

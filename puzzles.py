@@ -463,7 +463,7 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
     summed over the ranks."""
     if data['kind'] != 'arc' or split != 'test':
         return {}
-    test, K, S, n_aug = data['splits']['test'], config['arc_eval_votes'], model.n_sup, data['n_aug']
+    test, K, S, n_aug = data['splits']['test'], config['arc_eval_votes'], run.n_sup, data['n_aug']
     n = min(config['arc_eval_pairs'] or len(test['inputs']), len(test['inputs']))
     slots = np.arange(run.rank, -(-n // run.world_size) * run.world_size, run.world_size)  # this rank's pairs, padded
     rows = slots % n
@@ -475,7 +475,7 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
                              n_aug=n_aug)
         inputs, puzzle_ids = (torch.from_numpy(batch[k]).to(run.device) for k in ('inputs', 'emb_ids'))
         with run.ctx:
-            for s, (logits, q) in enumerate(model.supervision_steps(inputs, puzzle_ids=puzzle_ids)):
+            for s, (logits, q) in enumerate(model.supervision_steps(inputs, S, puzzle_ids=puzzle_ids)):
                 pred = logits.argmax(-1)
                 preds[s].append(pred.cpu().numpy())
                 if q is not None:  # a copy's answer is this step's until it halts

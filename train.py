@@ -18,6 +18,7 @@ import gc
 import json
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -36,7 +37,7 @@ from common import (check_memory, duration, gpt_args, or_exit, prepare_command, 
                     task_module, task_of)
 from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_defaults
 from ema import EMA
-from generate import decode
+from evaluate import eval_steps, evaluate
 from model import GPT, GPTConfig, HaltedKV, halted
 
 # -----------------------------------------------------------------------------
@@ -83,6 +84,9 @@ if schedule not in task.SCHEDULES:
 if halt_train and not (model_args['causal'] and recursion and act and schedule == 'batch'):
     sys.exit("error: halt_train=True halts tokens of a causal model with a q-head under the batch schedule; set "
              "recursion=True, act=True (a language model), or drop --halt_train=True")
+if random_n_sup and not (recursion and n_sup > 1 and schedule == 'batch'):
+    sys.exit("error: random_n_sup=True draws the supervision steps of each batch around n_sup: set recursion=True, "
+             "n_sup >= 2 and schedule='batch', or drop --random_n_sup=True")
 if schedule == 'trm' and gradient_accumulation_steps != 1:
     sys.exit("error: schedule='trm' steps the optimizer after every supervision step of one micro-batch per "
              "process: set gradient_accumulation_steps to the number of processes")
@@ -183,7 +187,11 @@ if ddp and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 S = raw_model.n_sup
-sup_weights = supervision_weights(supervision_weight_base, S)
+S_train = 2 * S - 1 if random_n_sup else S  # the most supervision steps a batch runs
+S_eval = eval_steps(raw_model, config)  # evals may run more steps than training (test-time scaling)
+sup_weights = {k: supervision_weights(supervision_weight_base, k) for k in range(1, S_train + 1)}  # for k steps
+run = SimpleNamespace(device=device, ctx=ctx, rank=rank, world_size=world_size, all_reduce=all_reduce,
+                      to_device=to_device)  # what evaluate needs of this process
 tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
 if master:
     print(f"device {device}, dtype {dtype}, {raw_model.get_num_params() / 1e6:.2f}M non-embedding params, "
@@ -192,14 +200,21 @@ if master:
 
 
 # -----------------------------------------------------------------------------
-def step_objective(s, loss, bce, prev):
-    """What supervision step s adds to the batch schedule's objective: weighted loss, ACT and improvement terms."""
-    total = sup_weights[s] * loss
+def step_objective(s, k, loss, bce, prev):
+    """What supervision step s of k adds to the batch schedule's objective: weighted loss, ACT and improvement terms."""
+    total = sup_weights[k][s] * loss
     if bce is not None:
-        total = total + act_loss_weight * sup_weights[s] * bce
+        total = total + act_loss_weight * sup_weights[k][s] * bce
     if prev is not None and improvement_reward_scale > 0:
-        total = total + improvement_reward_scale / (S - 1) * F.relu(loss - prev)
+        total = total + improvement_reward_scale / (k - 1) * F.relu(loss - prev)
     return total
+
+
+def steps_of(it):
+    """The supervision steps the batches of iteration `it` run: n_sup, or with random_n_sup a draw uniform in
+    1..2*n_sup-1 (mean n_sup: the same compute on average), a function of seed and iteration, so that every
+    rank draws the same and a resumed run the same as a straight one."""
+    return 1 + random.Random(seed * 1_000_003 + it).randrange(S_train) if random_n_sup else S
 
 
 def halts(q, steps):
@@ -210,8 +225,8 @@ def halts(q, steps):
     return halted(q.detach()) & (steps >= min_steps)
 
 
-def train_batch(X, Y, P, last_micro_step=True):
-    """The batch schedule: n_sup supervision steps on one micro-batch, each with its own backward.
+def train_batch(X, Y, P, k, last_micro_step=True):
+    """The batch schedule: k supervision steps on one micro-batch, each with its own backward.
     halt_train: under per-token halting (model.halted), so that tokens see at training what they see at
     inference: a token whose q-head said "halt" shows later steps its keys/values of that step (its own
     loss still counts at every step). Returns the step losses."""
@@ -219,17 +234,17 @@ def train_batch(X, Y, P, last_micro_step=True):
     prev = None
     sites = running = None  # halt_train: this step's attention sites, the tokens that have not halted
     step_losses = []
-    for s in range(S):
+    for s in range(k):
         # DDP all-reduces gradients once per iteration, in the last backward of the last micro-step;
         # FSDP reduce-scatters after every backward, so that no rank ever holds full gradients
         if ddp and not fsdp:
-            model.require_backward_grad_sync = last_micro_step and s == S - 1
+            model.require_backward_grad_sync = last_micro_step and s == k - 1
         if halt_train:
             sites = HaltedKV(running, sites)
         with ctx:
             logits, q, y, z = model(X, y, z, sites, puzzle_ids=P)
             loss, bce, _ = task.losses(logits, q, X, Y, data, config)
-            total = step_objective(s, loss, bce, prev)
+            total = step_objective(s, k, loss, bce, prev)
         scaler.scale(total / gradient_accumulation_steps).backward()
         if halt_train:
             stop = halts(q, s + 1)
@@ -276,90 +291,6 @@ def train_trm_step(X, Y, P):
         done |= halts(q, steps)
     carry = dict(c, y=y, z=z, steps=steps, halted=done)
     return loss.detach()[None]
-
-
-@torch.no_grad()
-def evaluate(m):
-    """Named metrics of every split at every supervision step, on fixed batches (every row runs all n_sup
-    steps): `{split}_{name}_s{step}` for the loss, the q-head's accuracy and the task's batch metrics,
-    averaged over batches and processes; and what the task scores over a whole split. With a q-head and
-    n_sup > 1, the answer where it halts (model.halted at halt_threshold): every metric of it,
-    `{split}_{name}_halt`, the mean halting step and its histogram. A q-head per sequence (puzzles, control)
-    halts a row at its first step whose q says "halt"; one per token (a language model) halts each token as
-    decoding does, teacher-forced (generate.decode over the whole window: later tokens see a halted token's
-    keys/values of its step)."""
-    was_training = m.training
-    m.eval()
-    gen = torch.Generator().manual_seed(seed + 1 + rank)  # the same batches at every eval
-    run = SimpleNamespace(device=device, ctx=ctx, rank=rank, world_size=world_size, all_reduce=all_reduce)
-    out = {}
-    for split in task.SPLITS:
-        batches = task.eval_rows(data, split, gen, config, rank, world_size)
-        sums = {}  # metric -> [S + 1]: the steps, then the halting step's answer; one sync per eval, not per batch
-        halt_sum = torch.zeros((), device=device)
-        halt_hist = torch.zeros(S, device=device)  # rows (tokens) halting at each step
-        halting = False
-        inputs, targets, outputs = [], [], [[] for _ in range(S + 1)]  # what the task's eval_split needs
-        for ix in batches:
-            X, Y, P = to_device(task.get_batch(data, split, ix))
-            y = z = None
-            halt_step = torch.full((len(X),), S, device=device)
-            for s in range(S):
-                with ctx:
-                    logits, q, y, z = m(X, y, z, puzzle_ids=P)
-                    loss, _, acc = task.losses(logits, q, X, Y, data, config)
-                add(sums, s, {'loss': loss, 'act_acc': acc, **task.batch_metrics(logits, q, X, Y, data)})
-                kept = task.eval_outputs(logits)
-                if kept is not None:
-                    outputs[s].append(kept)
-                if q is not None and q.dim() == 1:  # per sequence: a row's answer is this step's until it halts
-                    halting = True
-                    running = halt_step == S
-                    answer = logits if s == 0 else torch.where(running.view(-1, *[1] * (logits.dim() - 1)), logits, answer)
-                    halt_step = torch.where(halted(q, halt_threshold) & running, s + 1, halt_step)
-            if q is not None and q.dim() == 2 and S > 1:  # per token: halting changes what later tokens see
-                halting = True
-                with ctx:
-                    answer, halt_step = decode(m, X, None, 0, S, halt_threshold)
-            if halting:  # the answer at the halting step, scored as the steps are
-                with ctx:
-                    loss = task.losses(answer, None, X, Y, data, config)[0]
-                add(sums, S, {'loss': loss, **task.batch_metrics(answer, None, X, Y, data)})
-                kept = task.eval_outputs(answer)
-                if kept is not None:
-                    outputs[S].append(kept)
-            halt_sum += halt_step.float().mean()
-            halt_hist += torch.bincount(halt_step.flatten() - 1, minlength=S)
-            if outputs[0]:
-                inputs.append(X)
-                targets.append(Y)
-        for t in [*sums.values(), halt_sum, halt_hist]:  # every rank evaluates its own batches
-            all_reduce(t)
-        n_batches = len(batches) * world_size
-        means = {name: (total / n_batches).tolist() for name, total in sums.items()}
-        for name, values in means.items():
-            for s in range(S):
-                out[f'{split}_{name}_s{s + 1}'] = values[s]
-            if halting and name != 'act_acc':
-                out[f'{split}_{name}_halt'] = values[S]
-        whole = (torch.cat(inputs), torch.cat(targets), [torch.cat(o) for o in outputs if o]) if inputs else (None,) * 3
-        # eval_split scores each entry of outputs as a step: the (S+1)-th is the halting step's answer
-        out.update({k[:-len(f'_s{S + 1}')] + '_halt' if k.endswith(f'_s{S + 1}') else k: v
-                    for k, v in task.eval_split(m, data, split, *whole, config, run).items()})
-        if halting:
-            out[f'{split}_halt_step'] = halt_sum.item() / n_batches
-            out[f'{split}_halt_hist'] = (halt_hist / halt_hist.sum()).tolist()  # for plot.py's histogram
-    m.train(was_training)
-    if fsdp:  # an FSDP root keeps its weights gathered after a forward; shard them again
-        m.reshard()
-    return out
-
-
-def add(sums, i, metrics):
-    """Add each metric (a 0-dim tensor or float; None: not measured) to entry i of its [S + 1] sum."""
-    for name, value in metrics.items():
-        if value is not None:
-            sums.setdefault(name, torch.zeros(S + 1, device=device))[i] += value
 
 
 def save_checkpoint(path=ckpt_path):
@@ -414,8 +345,8 @@ def get_lr(it, elapsed=0.0):
 
 if wandb_log and master:
     import wandb
-    run = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id, resume='allow')
-    wandb_run_id = run.id
+    wandb_run_id = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id,
+                              resume='allow').id
 
 # -----------------------------------------------------------------------------
 stop_signal = None
@@ -438,6 +369,7 @@ nonfinite_run = 0
 nonfinite_total = 0
 loss_acc = 0  # summed on the device: no sync per step
 n_acc = 0
+step_runs = torch.zeros(S_train if schedule == 'batch' else 1)  # micro-batches that ran each supervision step
 t_start = t_log = time.time()
 while True:
     elapsed = 0.0
@@ -453,15 +385,15 @@ while True:
         group['lr'] = lr * group.get('lr_scale', 1.0)
 
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
-        metrics = evaluate(ema.model if ema is not None else raw_model)
-        val = task.SPLITS[1]  # picks best.pt
+        metrics = evaluate(ema.model if ema is not None else raw_model, task, data, config, run)
+        val = task.SPLITS[1]  # picks best.pt: the loss of training's last step
         val_loss = metrics[f'{val}_loss_s{S}']
         if master:
-            steps = ' | '.join(f"s{s + 1} {metrics[f'{val}_loss_s{s + 1}']:.4f}" for s in range(S))
+            steps = ' | '.join(f"s{s + 1} {metrics[f'{val}_loss_s{s + 1}']:.4f}" for s in range(S_eval))
             act_info = f", ACT acc {metrics[f'{val}_act_acc_s{S}']:.3f}" if f'{val}_act_acc_s{S}' in metrics else ''
             print(f"eval {iter_num}/{max_iters}: train {metrics[f'train_loss_s{S}']:.4f}, {val} {val_loss:.4f} "
                   f"(per supervision step: {steps}){act_info}")
-            summary = task.summary(metrics, val, S, config)
+            summary = task.summary(metrics, val, S_eval, config)
             if summary:
                 print(summary)
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
@@ -476,7 +408,8 @@ while True:
 
     if compile and iter_num == start_iter and master:
         print("compiling the training step (the first iteration takes a while; later runs use the cache)...")
-    iter_loss = torch.zeros(S if schedule == 'batch' else 1, device=device)
+    k = steps_of(iter_num)
+    iter_loss = torch.zeros(S_train if schedule == 'batch' else 1, device=device)
     # every rank draws the whole job's batch and takes its slice: the data order is the same for any world size
     ix, aug_seed = task.draw(data, train_gen, (world_size * gradient_accumulation_steps, batch_size))
     for micro_step in range(gradient_accumulation_steps):
@@ -485,7 +418,7 @@ while True:
         if schedule == 'trm':
             iter_loss += train_trm_step(X, Y, P).float()
         else:
-            iter_loss += train_batch(X, Y, P, micro_step == gradient_accumulation_steps - 1).float()
+            iter_loss[:k] += train_batch(X, Y, P, k, micro_step == gradient_accumulation_steps - 1).float()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards
@@ -511,24 +444,27 @@ while True:
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     loss_acc += iter_loss
+    step_runs[:k] += gradient_accumulation_steps
     n_acc += gradient_accumulation_steps
     iter_num += 1
 
     if iter_num % log_interval == 0 and master:
         dt = time.time() - t_log
-        losses = (loss_acc / n_acc).cpu()
+        ran = step_runs > 0  # random_n_sup: the steps some batch ran since the last log
+        losses = loss_acc.cpu()[ran] / step_runs[ran]  # each step's mean over the micro-batches that ran it
         tok_s = tokens_per_iter * n_acc / gradient_accumulation_steps / dt
         speed = task.log_speed(tok_s, block_size, S if schedule == 'batch' else 1)
         steps = ' '.join(f'{l:.3f}' for l in losses.tolist())
         print(f"iter {iter_num}/{max_iters}: loss {losses[-1]:.4f} (steps {steps}), lr {lr:.2e}, "
               f"{1000 * dt * gradient_accumulation_steps / n_acc:.1f} ms/iter, {tok_s:,.0f} tok/s"
               + ''.join(f", {k} {v:.2f}" for k, v in speed.items()) + f", {progress()}")
-        names = [f'loss_s{s + 1}' for s in range(S)] if schedule == 'batch' else ['loss']  # trm: one step per iter
+        names = [f'loss_s{s + 1}' for s in range(S_train) if ran[s]] if schedule == 'batch' else ['loss']  # trm: one step per iter
         log_metrics({'iter': iter_num, 'kind': 'train', 'time': time.time() - t_start, 'lr': lr, 'tok_per_s': tok_s,
                      **speed, 'nonfinite_steps': nonfinite_total, 'rss_mb': rss_mb(),
                      **dict(zip(names, losses.tolist()))})
         loss_acc = 0
         n_acc = 0
+        step_runs.zero_()
         t_log = time.time()
     stop = stop_signal is not None
     if ddp:  # one rank's signal stops all of them at the same step

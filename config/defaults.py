@@ -61,6 +61,9 @@ halt_threshold = 0.5            # evals score the answer at the first step where
                                 # training halts at 0.5 (q > 0), as TRM
 halt_train = False              # language models (batch schedule): train under per-token halting as inference runs it:
                                 # a token whose q-head says "halt" shows later steps its keys/values of that step
+random_n_sup = False            # each batch runs 1..2*n_sup-1 supervision steps (uniform, mean n_sup), so that later
+                                # steps learn to keep refining (recurrent-depth models); the batch schedule
+eval_n_sup = 0                  # supervision steps evals run (0 = n_sup); more: test-time scaling, logged as _s<k>
 puzzle_emb_lr = 0.0             # the puzzle embedding's learning rate (0 = learning_rate; TRM: 1e-2)
 puzzle_emb_weight_decay = 0.1
 arc_n_aug = 512                 # ARC: augmentations per task, each its own puzzle embedding
