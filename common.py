@@ -29,14 +29,15 @@ def task_of(data_dir):
 
 def prepare_command(dataset):
     """The command that writes data/<dataset>, for the error when it is missing: its own prepare script,
-    a system of data/<script>/ (control), or a script whose name starts the dataset's (an --out_dir)."""
+    the script of data/<script>/ that writes all its sets (control, reasoning), or a script whose name
+    starts the dataset's (an --out_dir)."""
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
     scripts = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, 'prepare.py')))
     head, _, rest = dataset.partition('/')
     if dataset in scripts:
         return f"python data/{dataset}/prepare.py"
-    if rest and head in scripts:
-        return f"python data/{head}/prepare.py --system={rest}"
+    if rest and head in scripts:  # one script writes every data/<head>/<rest> (control, reasoning)
+        return f"python data/{head}/prepare.py"
     for script in scripts:
         if dataset.startswith(script):
             return f"python data/{script}/prepare.py --out_dir=data/{dataset}"

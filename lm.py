@@ -4,6 +4,10 @@ The language-model task: nanoGPT's data format, next-token cross-entropy, tokeni
     data/<dataset>/train.bin, val.bin   uint16 token ids, one stream per split
     data/<dataset>/meta.pkl             optional: a char-level vocabulary (vocab_size, stoi, itos);
                                         GPT-2 BPE (tiktoken) when absent or tokenizer == 'gpt2'
+    data/<dataset>/train_mask.bin, ...  optional: uint8 per token, 1 where its prediction counts in the loss
+                                        (a task's answers); 0-tokens are targets -100 (ignored)
+    data/<dataset>/exact.json           optional: prompts and answers scored by exact match in every eval
+                                        (data/reasoning/prepare.py writes both)
 
 A task module's surface (lm.py, puzzles.py, control.py; train.py calls only these):
     SPLITS, SCHEDULES                    the splits (the second picks best.pt) and allowed schedules (first = default)
@@ -20,6 +24,7 @@ A task module's surface (lm.py, puzzles.py, control.py; train.py calls only thes
     summary(metrics, split, S, config)   the lines an eval prints after the losses
     log_speed(tok_per_s, block_size, steps_per_iter)  throughput in the task's own unit, for the log
 """
+import json
 import os
 import pickle
 
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from generate import decode
 from model import halted
 
 SPLITS = ('train', 'val')
@@ -65,7 +71,20 @@ def load(data_dir, config):
         if meta is None and length[split] >= 1000 and head < 256:
             raise ValueError(f"{data_dir} has no meta.pkl, so its tokens would be read as GPT-2's, but every id "
                              f"is < 256: a character-level set; restore meta.pkl (`python data/{name}/prepare.py`)")
-    return {'dir': data_dir, 'meta': meta, 'length': length, 'block_size': config['block_size'], 'system': None}
+    masked = os.path.exists(os.path.join(data_dir, 'train_mask.bin'))
+    for split in SPLITS if masked else ():
+        path = os.path.join(data_dir, f'{split}_mask.bin')
+        if not os.path.exists(path) or os.path.getsize(path) != length[split]:
+            raise ValueError(f"{path} is missing or not one byte per token of {split}.bin; write the data again "
+                             f"(`python data/{name}/prepare.py`)")
+    exact = None
+    if os.path.exists(os.path.join(data_dir, 'exact.json')):
+        with open(os.path.join(data_dir, 'exact.json')) as f:
+            exact = json.load(f)
+        exact['rows'] = {split: pack_examples(examples, meta, config['block_size'], f"{data_dir}/exact.json {split}")
+                         for split, examples in exact['splits'].items()}
+    return {'dir': data_dir, 'meta': meta, 'length': length, 'block_size': config['block_size'], 'system': None,
+            'masked': masked, 'exact': exact}
 
 
 def model_args(data, config):
@@ -84,9 +103,13 @@ def get_batch(data, split, ix, aug_seed=None):
     """Windows of block_size + 1 tokens starting at ix: inputs and next-token targets."""
     # re-open the memmap every batch: a long-lived one keeps growing RSS
     stream = np.memmap(os.path.join(data['dir'], f'{split}.bin'), dtype=np.uint16, mode='r')
-    windows = stream[ix.numpy()[:, None] + np.arange(data['block_size'] + 1)]
-    tokens = torch.from_numpy(windows.astype(np.int64))
-    return tokens[:, :-1], tokens[:, 1:], None
+    windows = ix.numpy()[:, None] + np.arange(data['block_size'] + 1)
+    tokens = torch.from_numpy(stream[windows].astype(np.int64))
+    Y = tokens[:, 1:]
+    if data.get('masked'):  # only the masked-in tokens are targets (a task's answers)
+        mask = np.memmap(os.path.join(data['dir'], f'{split}_mask.bin'), dtype=np.uint8, mode='r')
+        Y = Y.masked_fill(torch.from_numpy(mask[windows[:, 1:]] == 0), -100)
+    return tokens[:, :-1], Y, None
 
 
 def eval_rows(data, split, generator, config, rank, world_size):
@@ -130,15 +153,121 @@ def eval_outputs(logits):
     return None
 
 
+# ----------------------------------------------------------------------------- exact match (exact.json)
+
+def pack_examples(examples, meta, block_size, where):
+    """Examples ({prompt, answer, group, token_groups}) packed whole into rows of block_size + 1 tokens,
+    each row starting with the newline that precedes every example in the training stream, the rest padded
+    with newlines. Returns tokens [R, block_size + 1]; eid [R, block_size]: the example whose answer (and
+    terminating newline) each target position predicts, else -1; label [R, block_size]: that answer
+    character's token group (-1 for the newline and elsewhere); group [N]: each example's group."""
+    stoi = meta['stoi']
+    rows, eids, labels = [], [], []
+    row, eid, label = [stoi['\n']], [], []
+    for i, ex in enumerate(examples):
+        text = ex['prompt'] + ex['answer'] + '\n'
+        if len(text) > block_size:
+            raise ValueError(f"{where}: an example of {len(text)} tokens does not fit block_size={block_size}; "
+                             f"raise block_size")
+        if len(row) + len(text) > block_size + 1:
+            rows.append(row), eids.append(eid), labels.append(label)
+            row, eid, label = [stoi['\n']], [], []
+        start = len(row) + len(ex['prompt']) - 1  # the target position that predicts the answer's first token
+        eid += [-1] * (start - len(eid)) + [i] * (len(ex['answer']) + 1)
+        label += [-1] * (start - len(label)) + list(ex['token_groups']) + [-1]
+        try:
+            row += [stoi[c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"{where}: character {e.args[0]!r} is not in meta.pkl's vocabulary; write the data again")
+    rows.append(row), eids.append(eid), labels.append(label)
+    pad = lambda r, n, v: r + [v] * (n - len(r))
+    return {'tokens': torch.tensor([pad(r, block_size + 1, stoi['\n']) for r in rows]),
+            'eid': torch.tensor([pad(e, block_size, -1) for e in eids]),
+            'label': torch.tensor([pad(l, block_size, -1) for l in labels]),
+            'group': torch.tensor([ex['group'] for ex in examples])}
+
+
+def wrong_answers(logits, Y, eid, n):
+    """Per example (of n), how many of its answer tokens are not the argmax [n]. Greedy decoding writes an
+    example's answer exactly iff this is 0: while every token so far is right, the greedy prefix is the
+    true one, so teacher-forced argmaxes are what greedy decoding picks."""
+    at = eid >= 0
+    return torch.zeros(n, device=Y.device).index_add_(0, eid[at], (logits.argmax(-1) != Y)[at].float())
+
+
+@torch.no_grad()
+def exact_match(model, rows, S, config, run):
+    """Exact match of greedy decoding at each of S supervision steps and, with a q-head and S > 1, at each
+    token's halting step (model.halted, through generate.decode); the mean halting step of the answer
+    tokens of each token group. At most eval_iters * batch_size rows, spread over the ranks."""
+    n, n_rows = len(rows['group']), min(len(rows['tokens']), config['eval_iters'] * config['batch_size'])
+    halting = model.q_head is not None and S > 1
+    wrong = torch.zeros(S + halting, n, device=run.device)
+    scored = torch.zeros(n, device=run.device)
+    labels = int(rows['label'].max()) + 1
+    halt_steps = torch.zeros(2, max(labels, 0), device=run.device)  # per token group: summed steps, tokens
+    # every rank runs as many batches (FSDP runs forwards in lockstep): the last rows wrap around, and the
+    # repeats count once (an example stays wrong or right; its halting steps are not added twice)
+    slots = torch.arange(run.rank, -(-n_rows // run.world_size) * run.world_size, run.world_size)
+    for b in slots.split(config['batch_size']):
+        tokens, eid, label = (rows[k][b % n_rows].to(run.device) for k in ('tokens', 'eid', 'label'))
+        label = label.masked_fill((b >= n_rows).to(run.device)[:, None], -1)
+        X, Y = tokens[:, :-1], tokens[:, 1:]
+        scored[eid[eid >= 0].unique()] = 1
+        y = z = None
+        for s in range(S):
+            with run.ctx:
+                logits, _, y, z = model(X, y, z)
+            wrong[s] += wrong_answers(logits, Y, eid, n)
+        if halting:
+            with run.ctx:
+                logits, steps = decode(model, X, None, 0, S, config['halt_threshold'])
+            wrong[S] += wrong_answers(logits, Y, eid, n)
+            at = label >= 0
+            halt_steps[0].index_add_(0, label[at], steps[at].float())
+            halt_steps[1].index_add_(0, label[at], torch.ones_like(label[at], dtype=torch.float))
+    for t in (wrong, scored, halt_steps):
+        run.all_reduce(t)
+    return (wrong == 0) & (scored > 0), scored > 0, halt_steps
+
+
 def eval_split(model, data, split, X, Y, outputs, config, run):
-    return {}
+    """Exact match on exact.json's examples, per supervision step (`{name}_exact_s{k}`), at the halting step
+    (`_s{S+1}`, logged as `_halt`), and per example group (`{name}_exact_{group}{g}_s{k}`), for its train
+    sample at the train split and its other splits (val, hard) at val; the mean halting step of answer
+    tokens per token group (`{name}_halt_step_{label}`)."""
+    exact = data.get('exact')
+    if not exact:
+        return {}
+    out = {}
+    names = [k for k in exact['rows'] if (k == 'train') == (split == 'train')]
+    for name in names:
+        rows = exact['rows'][name]
+        right, scored, halt_steps = exact_match(model, rows, run.n_sup, config, run)
+        group = rows['group'].to(right.device)
+        for s in range(len(right)):
+            out[f'{name}_exact_s{s + 1}'] = (right[s].sum() / scored.sum()).item()
+            for g in group[scored].unique().tolist():
+                at = scored & (group == g)
+                out[f"{name}_exact_{exact['group']}{g}_s{s + 1}"] = (right[s][at].sum() / at.sum()).item()
+        for value, (steps, count) in enumerate(halt_steps.T.tolist()):
+            if count:
+                label = exact['token_groups'].get(str(value), f"{exact['group']}{value}").replace(' ', '_')
+                out[f'{name}_halt_step_{label}'] = steps / count
+    return out
 
 
 def summary(metrics, split, S, config):
-    if f'{split}_halt_step' not in metrics:
-        return ''
-    return (f"  halting per token (sigmoid(q) > {config['halt_threshold']}): {split} loss {metrics[f'{split}_loss_halt']:.4f} at "
-            f"{metrics[f'{split}_halt_step']:.2f} of {S} steps per token")
+    lines = []
+    if f'{split}_halt_step' in metrics:
+        lines.append(f"  halting per token (sigmoid(q) > {config['halt_threshold']}): {split} loss "
+                     f"{metrics[f'{split}_loss_halt']:.4f} at {metrics[f'{split}_halt_step']:.2f} of {S} steps per token")
+    for name in ('train', split, 'hard'):
+        if f'{name}_exact_s1' in metrics:
+            steps = ' '.join(f"{metrics[f'{name}_exact_s{s + 1}']:.3f}" for s in range(S))
+            halt = f", at halting {metrics[f'{name}_exact_halt']:.3f}" if f'{name}_exact_halt' in metrics else ''
+            lines.append(f"  {name} exact match per step: {steps}{halt}")
+    return '\n'.join(lines)
 
 
 def log_speed(tok_per_s, block_size, steps_per_iter):

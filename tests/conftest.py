@@ -81,6 +81,14 @@ def run_train(cwd, *args, check=True):
     return proc
 
 
+def make_reasoning_data(cwd, task='pointer'):
+    """data/reasoning/<task> in cwd, small: pointer chasing of 1-2 hops (hard: 3-4), 300 train examples."""
+    subprocess.run([sys.executable, os.path.join(ROOT, 'data', 'reasoning', 'prepare.py'), f'--task={task}',
+                    f'--out_dir={cwd}/data/reasoning/{task}', '--hops=2', '--digits=2', '--modulus=11',
+                    '--n_train=300', '--n_val=40', '--n_hard=40', '--min_tokens=20000'],
+                   check=True, capture_output=True)
+
+
 def make_sudoku_data(run_dir, n_train=64, n_test=16, blanks=4):
     """A tiny Sudoku set in the puzzle format: solved grids with a few cells blanked."""
     spec = importlib.util.spec_from_file_location('sudoku_prepare', os.path.join(ROOT, 'data', 'sudoku', 'prepare.py'))

@@ -71,7 +71,7 @@ def test_dtype_is_kept_when_given_and_float32_where_nothing_faster_is_native():
 def test_missing_data_names_the_prepare_command_that_writes_it():
     from common import prepare_command
     assert prepare_command('shakespeare_char') == 'python data/shakespeare_char/prepare.py'
-    assert prepare_command('control/pendulum') == 'python data/control/prepare.py --system=pendulum'
+    assert prepare_command('control/pendulum') == 'python data/control/prepare.py'
     assert prepare_command('sudoku_easy36') == 'python data/sudoku/prepare.py --out_dir=data/sudoku_easy36'
     assert 'prepare.py' in prepare_command('nothing_like_it')
 

@@ -38,3 +38,70 @@ def test_char_tokenizer_round_trips_and_names_unknown_characters():
     assert decode(encode('abba')) == 'abba'
     with pytest.raises(ValueError, match="'z'"):
         encode('abz')
+
+
+def test_answer_mask_makes_only_the_answer_tokens_targets(tmp_path):
+    np.arange(300, dtype=np.uint16).tofile(tmp_path / 'train.bin')
+    np.arange(50, dtype=np.uint16).tofile(tmp_path / 'val.bin')
+    masks = {split: (np.arange(n) % 3 == 0).astype(np.uint8) for split, n in (('train', 300), ('val', 50))}
+    for split, mask in masks.items():
+        mask.tofile(tmp_path / f'{split}_mask.bin')
+    data = lm.load(str(tmp_path), {'block_size': 8})
+    X, Y, _ = lm.get_batch(data, 'train', torch.tensor([4, 100]))
+    assert X[0].tolist() == list(range(4, 12))  # inputs stay whole
+    assert Y[0].tolist() == [t if t % 3 == 0 else -100 for t in range(5, 13)]
+    masks['val'][:-1].tofile(tmp_path / 'val_mask.bin')  # one byte short
+    with pytest.raises(ValueError, match='val_mask.bin is missing or not one byte per token'):
+        lm.load(str(tmp_path), {'block_size': 8})
+
+
+CHARS = '\n+=0123456789'
+META = {'vocab_size': len(CHARS), 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}
+
+
+def test_examples_pack_whole_into_rows_that_mark_their_answers():
+    examples = [{'prompt': '1+2=', 'answer': '3', 'group': 1, 'token_groups': [0]},
+                {'prompt': '15+7=', 'answer': '22', 'group': 2, 'token_groups': [1, 0]},
+                {'prompt': '9+9=', 'answer': '18', 'group': 1, 'token_groups': [1, 0]}]
+    rows = lm.pack_examples(examples, META, 16, 'test')
+    text = [''.join(CHARS[t] for t in row) for row in rows['tokens'].tolist()]
+    # whole examples only, each row led by a newline as in the training stream, padded with newlines
+    assert text == ['\n1+2=3\n15+7=22\n\n\n', '\n9+9=18\n' + '\n' * 9]
+    for i, ex in enumerate(examples):
+        at = rows['eid'] == i
+        targets = rows['tokens'][:, 1:][at]
+        assert ''.join(CHARS[t] for t in targets.tolist()) == ex['answer'] + '\n'
+        assert rows['label'][at].tolist() == ex['token_groups'] + [-1]
+    assert rows['group'].tolist() == [1, 2, 1]
+    with pytest.raises(ValueError, match='does not fit block_size=6'):
+        lm.pack_examples(examples, META, 6, 'test')
+    with pytest.raises(ValueError, match="character 'x' is not in meta.pkl"):
+        lm.pack_examples([{'prompt': 'x=', 'answer': '1', 'group': 0, 'token_groups': [0]}], META, 12, 'test')
+
+
+@pytest.mark.parametrize('threshold', [1.0, 0.5])
+def test_exact_match_is_greedy_decoding_through_the_kv_cache(threshold):
+    # exact match is scored teacher-forced over whole rows; greedy decoding through the KV cache writes an
+    # answer exactly when every answer token is the teacher-forced argmax. Answers made of the model's own
+    # greedy tokens score right, and changing any one of them makes the example wrong
+    from generate import decode, generate
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(block_size=24, vocab_size=len(CHARS), n_layer=1, n_head=2, n_kv_head=1, n_embd=32,
+                      n_loops=1, T_recursion=2, n_sup=3)).double().eval()
+    with torch.no_grad():  # a q-head that halts some tokens early
+        m.q_head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+        m.q_head.bias.zero_()
+    prompt = torch.randint(0, len(CHARS), (4, 10))
+    row, steps = generate(m, prompt, 8, temperature=0, halt_threshold=threshold)  # through the cache
+    eid = torch.full((4, 17), -1)
+    eid[:, 9:] = torch.arange(4)[:, None]  # targets 9..16 predict the 8 generated tokens
+    X, Y = row[:, :-1], row[:, 1:]
+    logits, _ = decode(m, X, None, 0, 3, threshold)
+    assert lm.wrong_answers(logits, Y, eid, 4).tolist() == [0, 0, 0, 0]
+    if threshold < 1:
+        assert (steps < 3).any()  # halting took part
+    for j in range(9, 17):  # any changed answer token (and so the tokens after it) is wrong
+        Y_bad = Y.clone()
+        Y_bad[1, j] = (Y[1, j] + 1) % len(CHARS)
+        assert lm.wrong_answers(logits, Y_bad, eid, 4).tolist()[1] > 0

@@ -12,8 +12,8 @@ import torch
 import checkpoint
 import lm
 
-from conftest import (ROOT, TINY, make_arc_data, make_char_data, make_sudoku_data, one_line_error, run_all,
-                      run_train)
+from conftest import (ROOT, TINY, make_arc_data, make_char_data, make_reasoning_data, make_sudoku_data, one_line_error,
+                      run_all, run_train)
 
 
 def read_metrics(out_dir):
@@ -135,6 +135,41 @@ def test_halt_train_changes_nothing_until_a_token_halts_and_resumes_exactly(run_
         assert 1.0 < r['val_halt_step'] < 2.0 and math.isfinite(r['val_loss_halt']), r
 
 
+def test_reasoning_evals_score_exact_match_per_step_group_and_halting_and_scale_steps(run_dir):
+    make_reasoning_data(run_dir, 'pointer')
+    common = ['--dataset=reasoning/pointer', '--n_sup=2', '--max_iters=4', '--eval_interval=4', '--block_size=64']
+    run_train(run_dir, '--out_dir=out', *common, '--eval_n_sup=3')
+    r = read_metrics(run_dir / 'out')[-1]
+    # exact match at every step evals run (3: one more than training's), at halting, per hop count
+    for name in ('train', 'val', 'hard'):
+        assert all(0 <= r[f'{name}_exact_s{s}'] <= 1 for s in (1, 2, 3)) and f'{name}_exact_halt' in r, r
+    assert {k for k in r if k.startswith('val_exact_hops')} == {f'val_exact_hops{h}_{s}' for h in (1, 2)
+                                                                for s in ('s1', 's2', 's3', 'halt')}
+    assert 'hard_exact_hops3_s3' in r and 'hard_exact_hops4_halt' in r and 'val_exact_hops3_s1' not in r
+    assert 1 <= r['val_halt_step_hops1'] <= 3 and 1 <= r['hard_halt_step_hops4'] <= 3  # per token group
+    assert 'val_loss_s3' in r
+    # the steps training ran score the same without the extra one
+    run_train(run_dir, '--out_dir=out', *common, '--init_from=resume', '--eval_only=True')
+    again = read_metrics(run_dir / 'out')[-1]
+    assert 'val_loss_s3' not in again
+    for k in ('val_loss_s1', 'val_loss_s2', 'val_exact_s2', 'hard_exact_s1', 'train_exact_s2'):
+        assert again[k] == r[k], k
+
+
+def test_random_n_sup_draws_the_steps_per_iteration_and_resumes_exactly(run_dir):
+    common = ['--n_sup=2', '--random_n_sup=True', '--max_iters=12', '--lr_decay_iters=12', '--eval_interval=6']
+    run_train(run_dir, '--out_dir=straight', *common)
+    run_train(run_dir, '--out_dir=split', *common, '--max_iters=6')
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
+    a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    # each iteration ran 1..3 steps (2 * n_sup - 1), and logged the losses of those it ran
+    ran = [sorted(k for k in r if k.startswith('loss_s')) for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
+    assert len(ran) == 12 and {len(keys) for keys in ran} == {1, 2, 3}, ran
+    assert all(keys == [f'loss_s{s + 1}' for s in range(len(keys))] for keys in ran)
+
+
 # ---------------------------------------------------------------- bad input: one line, nothing touched
 
 CUDA = torch.cuda.is_available()
@@ -160,6 +195,8 @@ BAD_INPUT = {  # class of bad input: (train.py arguments after TINY, what its on
                                          'block_size=16 (checkpoint: 32)'),
     'unreadable checkpoint': (['--out_dir=truncated', '--init_from=resume', '--max_iters=4'], 'cannot read truncated/ckpt.pt'),
     'halt_train without a per-token q-head': (['--halt_train=True', '--recursion=False'], 'halt_train=True halts tokens'),
+    'random_n_sup with one step': (['--random_n_sup=True'], 'random_n_sup=True draws'),
+    'answer mask of another length': (['--dataset=badmask'], 'train_mask.bin is missing or not one byte per token'),
     'full disk': (['--out_dir=full', '--init_from=resume', '--max_iters=3', '--eval_interval=3'], 'could not write'),
 }
 
@@ -175,8 +212,9 @@ def bad_input_runs(tmp_path_factory):
     make_char_data(cwd)
     run_train(cwd, '--out_dir=run', '--max_iters=2', '--eval_interval=2')
     d = cwd / 'data'
-    for name in ('odd', 'empty', 'nometa'):
+    for name in ('odd', 'empty', 'nometa', 'badmask'):
         shutil.copytree(d / 'tiny', d / name)
+    (d / 'badmask' / 'train_mask.bin').write_bytes(b'\1' * 10)
     with open(d / 'odd' / 'train.bin', 'ab') as f:
         f.write(b'\0')
     (d / 'empty' / 'train.bin').write_bytes(b'')
