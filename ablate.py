@@ -12,19 +12,27 @@ A grid file is plain Python:
     budget = {'max_iters': 300}                     # the same for every setting; or {'seconds': 60}
     common = {...}                                  # optional: overrides shared by every setting
     config = 'config/x.py'                          # optional: a config file under every setting
+    seeds = [1337, 1338, 1339]                      # optional: every setting once per seed (<setting>/seed<k>/);
+                                                    # the table shows the mean and the spread (min-max) over them
 
 --key=value arguments (train.py's keys) apply to every setting, after the budget and before the
 setting's own. A seconds budget stops a run with SIGTERM (train.py checkpoints), then an eval-only pass
 over that checkpoint logs the final metrics. Finished runs (same arguments) are kept and not rerun.
+--jobs=N trains N settings at a time, one thread each (small models use two cores better as two runs).
+
+When a grid holds plain models (recursion=False) of several depths, results.md adds what a loop is worth:
+each recursive setting's val loss is placed on the plain models' loss-vs-depth curve (equivalent_depth).
 """
 import csv
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -47,10 +55,10 @@ def derive(c, data=None):
     return task, data, gpt_args(c, task, data)
 
 
-def run_ablation(path, train_args=(), ablate_dir=''):
-    """Train every setting of the grid file at `path` with train.py, then write results.md, results.csv
-    and val_loss.png next to the runs (ablate_dir, '' = out-ablate-<grid name>). train_args: --key=value
-    overrides of train.py keys for every setting."""
+def run_ablation(path, train_args=(), ablate_dir='', jobs=1):
+    """Train every setting (and seed) of the grid file at `path` with train.py, `jobs` at a time, then write
+    results.md, results.csv and val_loss.png next to the runs (ablate_dir, '' = out-ablate-<grid name>).
+    train_args: --key=value overrides of train.py keys for every setting."""
     import plot  # here, not at the top: bench.py imports this module, and matplotlib takes a second
     grid = {}
     try:
@@ -68,29 +76,41 @@ def run_ablation(path, train_args=(), ablate_dir=''):
         budget.setdefault('max_iters', 10 ** 9)  # the clock stops it
     elif 'max_seconds' not in grid.get('common', {}):  # equal iterations: a base config's wall-clock lr cosine
         budget['max_seconds'] = 0                        # (max_seconds) would give each setting another schedule
+    seeds = grid.get('seeds', [None])
     root = ablate_dir or 'out-ablate-' + os.path.splitext(os.path.basename(path))[0]
     base = [grid['config']] if grid.get('config') else []
-    runs = []
+    planned = []  # every run, checked before any trains: (setting, its overrides, run_dir, args, config, model, task)
     for name, overrides in settings.items():
-        run_dir = os.path.join(root, name)
-        args = (base + [f'--{k}={v}' for k, v in {**grid.get('common', {}), **budget}.items()] + list(train_args)
-                + [f'--{k}={v}' for k, v in overrides.items()] + [f'--out_dir={run_dir}'])
-        try:
-            c = configure(train_defaults(), args)
-            task, _, model_args = derive(c)
-            with torch.device('meta'):  # sizes and FLOPs only: no memory, no compute
-                model = GPT(GPTConfig(**model_args))
-        except ValueError as e:  # ConfigError too
-            sys.exit(f"error: setting {name!r} of {path}: {e}")
+        for seed in seeds:
+            run_dir = os.path.join(root, name, f'seed{seed}') if seed is not None else os.path.join(root, name)
+            args = (base + [f'--{k}={v}' for k, v in {**grid.get('common', {}), **budget}.items()] + list(train_args)
+                    + [f'--{k}={v}' for k, v in overrides.items()] + ([f'--seed={seed}'] if seed is not None else [])
+                    + [f'--out_dir={run_dir}'])
+            try:
+                c = configure(train_defaults(), args)
+                task, _, model_args = derive(c)
+                with torch.device('meta'):  # sizes and FLOPs only: no memory, no compute
+                    model = GPT(GPTConfig(**model_args))
+            except ValueError as e:  # ConfigError too
+                sys.exit(f"error: setting {name!r} of {path}: {e}")
+            planned.append((name, overrides, run_dir, args, c, model, task))
+
+    def train_if_needed(plan):
+        name, _, run_dir, args = plan[:4]
         done_path = os.path.join(run_dir, 'ablate.json')
         done = json.load(open(done_path)) if os.path.exists(done_path) else {}
         if done.get('args') != args:
             shutil.rmtree(run_dir, ignore_errors=True)
             os.makedirs(run_dir)
             print(f"{name}: python train.py {' '.join(args)}", flush=True)
-            done = {'args': args, 'wall': train_run(args, run_dir, seconds)}
+            done = {'args': args, 'wall': train_run(args, run_dir, seconds, threads=1 if jobs > 1 else None)}
             with open(done_path, 'w') as f:
                 json.dump(done, f)
+        return done['wall']
+    with ThreadPoolExecutor(jobs) as pool:
+        walls = list(pool.map(train_if_needed, planned))
+    runs = []
+    for (name, overrides, run_dir, args, c, model, task), wall in zip(planned, walls):
         rows = plot.read_log(run_dir)
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
@@ -104,15 +124,85 @@ def run_ablation(path, train_args=(), ablate_dir=''):
                      'split': task.SPLITS[1], 'n_sup': model.n_sup, 'params': model.get_num_params(),
                      'flops_per_token': model.flops_per_token(), 'flops_per_iter': per_iter,
                      'tok_per_s': float(np.median(speeds)) if speeds else float('nan'),
-                     'iters': evals[-1]['iter'], 'wall': done['wall']})
-    write_ablation(runs, root, path)
-    plot.plot_ablation(runs, os.path.join(root, 'val_loss.png'))
-    print(f"wrote {root}/results.md, results.csv, val_loss.png")
+                     'iters': evals[-1]['iter'], 'wall': wall, 'config': c,
+                     'net_calls': net_calls(model.config) * model.n_sup})
+    settings = aggregate(runs)
+    write_ablation(settings, root, path, runs)
+    plot.plot_ablation(runs, os.path.join(root, 'val_loss.png'), os.path.join(root, 'exact.png'))
+    print(f"wrote {root}/results.md, results.csv, val_loss.png" + (', exact.png' if os.path.exists(
+        os.path.join(root, 'exact.png')) else ''))
 
 
-def train_run(args, run_dir, seconds):
-    """Run train.py with args (output in run_dir/train.log); returns its wall time in seconds."""
+def net_calls(cfg):
+    """Calls of the block stack per supervision step: T cycles of n_loops + 1 (1 without recursion)."""
+    return cfg.T_recursion * (cfg.n_loops + 1) if cfg.recursion else 1
+
+
+def aggregate(runs):
+    """One entry per setting: its first run's description, 'final' the mean over its seeds of every final
+    metric, 'spread' (min, max) of each, 'seeds' how many."""
+    out = {}
+    for r in runs:
+        out.setdefault(r['name'], []).append(r)
+    settings = []
+    for name, rs in out.items():
+        keys = [k for k, v in rs[0]['final'].items() if isinstance(v, (int, float)) and all(k in x['final'] for x in rs)]
+        values = {k: [x['final'][k] for x in rs] for k in keys}
+        settings.append({**rs[0], 'seeds': len(rs), 'final': {k: float(np.mean(v)) for k, v in values.items()},
+                         'spread': {k: (min(v), max(v)) for k, v in values.items()},
+                         'wall': float(np.mean([x['wall'] for x in rs]))})
+    return settings
+
+
+def equivalent_depth(plain, loss):
+    """The depth a plain model would need for this val loss, read off plain models' (layers, loss) points:
+    linear in log(layers) between neighbouring depths (the curve made monotone by a running minimum), the
+    end segments extended beyond the measured depths. Returns (layers, extrapolated?)."""
+    plain = sorted(plain)
+    depths = np.log([d for d, _ in plain])
+    losses = np.minimum.accumulate([l for _, l in plain])
+    for i in range(len(plain) - 1):
+        lo, hi = losses[i + 1], losses[i]
+        last = i == len(plain) - 2
+        if (lo <= loss <= hi or (i == 0 and loss > hi) or (last and loss < lo)) and hi > lo:
+            t = (hi - loss) / (hi - lo)
+            return float(np.exp(depths[i] + t * (depths[i + 1] - depths[i]))), not lo <= loss <= hi
+    return float('nan'), True
+
+
+def loop_worth(settings):
+    """Lines of results.md placing each recursive setting on the plain models' loss-vs-depth curve: its
+    equivalent depth L_eq, what one applied layer is worth (L_eq / (n_layer x net calls)), and the
+    recurrence-equivalence exponent phi in L_eq = n_layer x calls^phi (1: a loop is worth a unique layer,
+    0: nothing). Empty without plain models of two or more depths."""
+    split = settings[0]['split']
+    plain = {}
+    for r in settings:
+        if not r['config']['recursion']:
+            plain[r['config']['n_layer']] = r['final'][f'{split}_loss_s1']
+    if len(plain) < 2:
+        return []
+    lines = ['', f"what a loop is worth: each recursive setting's final {split} loss at its last step on the curve of "
+             f"plain models of {min(plain)}-{max(plain)} layers (equivalent_depth: linear in log depth)", '',
+             '| setting | unique layers | net calls | applied layers | equivalent depth | worth per applied layer | phi |',
+             '|---|---|---|---|---|---|---|']
+    for r in settings:
+        if not r['config']['recursion']:
+            continue
+        n, calls = r['config']['n_layer'], r['net_calls']
+        depth, outside = equivalent_depth(list(plain.items()), r['final'][f"{split}_loss_s{r['n_sup']}"])
+        phi = math.log(depth / n) / math.log(calls) if calls > 1 and depth > 0 else float('nan')
+        lines.append(f"| {r['name']} | {n} | {calls} | {n * calls} | {depth:.2f}{' (extrapolated)' if outside else ''} | "
+                     f"{depth / (n * calls):.2f} | {phi:.2f} |")
+    return lines
+
+
+def train_run(args, run_dir, seconds, threads=None):
+    """Run train.py with args (output in run_dir/train.log), on `threads` threads (None: torch's default);
+    returns its wall time in seconds."""
     env = dict(os.environ, WANDB_MODE=os.environ.get('WANDB_MODE', 'disabled'))
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
     t0 = time.time()
     with open(os.path.join(run_dir, 'train.log'), 'w') as log:
         proc = subprocess.Popen([sys.executable, TRAIN_PY, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -130,26 +220,48 @@ def train_run(args, run_dir, seconds):
     return wall
 
 
-def write_ablation(runs, root, path):
-    """results.md (one row per setting: final loss at every supervision step) and results.csv (every final metric)."""
-    S = max(r['n_sup'] for r in runs)
-    split = runs[0]['split']
-    control = any(f'{split}_cost_ratio_s1' in r['final'] for r in runs)
+def mean_spread(r, key, fmt):
+    """'mean' of a setting's metric, '+-half its min-max range' after it when seeds differ; '' if absent."""
+    if key not in r['final']:
+        return ''
+    lo, hi = r['spread'][key]
+    return f"{r['final'][key]:{fmt}}" + (f"±{(hi - lo) / 2:{fmt}}" if r['seeds'] > 1 else '')
+
+
+def write_ablation(settings, root, path, runs):
+    """results.md (one row per setting: final loss at every supervision step evals ran, mean over seeds; exact
+    match per step and at halting where the task scores it; what a loop is worth) and results.csv (every final
+    metric of every run)."""
+    split = settings[0]['split']
+    S = max(k for r in settings for k in range(1, 65) if f'{split}_loss_s{k}' in r['final'])
+    control = any(f'{split}_cost_ratio_s1' in r['final'] for r in settings)
+    seeds = max(r['seeds'] for r in settings)
     lines = [f"grid {path}: final {split} loss per supervision step" + (" (exact accuracy)" if split == 'test' else
-                                                                         " (cost ratio, success)" if control else ''),
+                                                                         " (cost ratio, success)" if control else '')
+             + (f", mean ± half the min-max range over {seeds} seeds" if seeds > 1 else ''),
              '', '| setting | overrides | params | MFLOPs/token | tokens/s | iters | wall | '
              + ' | '.join(f's{s + 1}' for s in range(S)) + ' |', '|' + '---|' * (7 + S)]
-    for r in runs:
+    for r in settings:
         cells = []
         for s in range(S):
-            loss = r['final'].get(f'{split}_loss_s{s + 1}')
-            exact, ratio, success = (r['final'].get(f'{split}_{k}_s{s + 1}') for k in ('exact', 'cost_ratio', 'success'))
-            extra = (f' ({exact:.3f})' if exact is not None else
-                     f' ({ratio:.3f}, {success:.1%})' if ratio is not None else '')
-            cells.append('' if loss is None else f'{loss:.4f}' + extra)
+            loss = mean_spread(r, f'{split}_loss_s{s + 1}', '.4f')
+            exact, ratio, success = (mean_spread(r, f'{split}_{k}_s{s + 1}', f) for k, f in
+                                     (('exact', '.3f'), ('cost_ratio', '.3f'), ('success', '.1%')))
+            extra = f' ({exact})' if exact else f' ({ratio}, {success})' if ratio else ''
+            cells.append(loss + extra if loss else '')
         over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or '-'
         lines.append(f"| {r['name']} | {over} | {r['params'] / 1e6:.2f}M | {r['flops_per_token'] / 1e6:.1f} | "
                      f"{r['tok_per_s']:,.0f} | {r['iters']} | {r['wall']:.0f} s | " + ' | '.join(cells) + ' |')
+    scored = [name for name in ('val', 'hard') if any(f'{name}_exact_s1' in r['final'] for r in settings)]
+    if scored:  # a task scored by exact match (data/reasoning): per step, and at the halting step
+        lines += ['', f"exact match ({' | '.join(scored)}) per supervision step evals ran, then at the halting step", '',
+                  '| setting | ' + ' | '.join(f'{n} s{s + 1}' for n in scored for s in range(S)) + ' | '
+                  + ' | '.join(f'{n} halt' for n in scored) + ' | halt steps |', '|' + '---|' * (2 + (S + 1) * len(scored))]
+        for r in settings:
+            cells = [mean_spread(r, f'{n}_exact_s{s + 1}', '.3f') for n in scored for s in range(S)]
+            cells += [mean_spread(r, f'{n}_exact_halt', '.3f') for n in scored]
+            lines.append(f"| {r['name']} | " + ' | '.join(cells) + f" | {mean_spread(r, f'{split}_halt_step', '.2f')} |")
+    lines += loop_worth(settings)
     text = '\n'.join(lines) + '\n'
     print('\n' + text)
     with open(os.path.join(root, 'results.md'), 'w') as f:
@@ -157,9 +269,9 @@ def write_ablation(runs, root, path):
     keys = sorted({k for r in runs for k in r['final'] if k not in ('iter', 'kind', 'time', 'lr')})
     with open(os.path.join(root, 'results.csv'), 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['setting', 'overrides', 'params', 'flops_per_token', 'tok_per_s', 'iters', 'wall_s'] + keys)
+        w.writerow(['setting', 'seed', 'overrides', 'params', 'flops_per_token', 'tok_per_s', 'iters', 'wall_s'] + keys)
         for r in runs:
-            w.writerow([r['name'], json.dumps(r['overrides']), r['params'], r['flops_per_token'],
+            w.writerow([r['name'], r['config']['seed'], json.dumps(r['overrides']), r['params'], r['flops_per_token'],
                         round(r['tok_per_s'], 1), r['iters'], round(r['wall'], 1)] + [r['final'].get(k, '') for k in keys])
 
 
@@ -167,9 +279,12 @@ if __name__ == '__main__':
     grids = [a for a in sys.argv[1:] if not a.startswith('--')]
     flags = [a for a in sys.argv[1:] if a.startswith('--')]
     if len(grids) != 1:
-        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--key=value ...] (train.py's keys)")
+        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--jobs=N] [--key=value ...] (train.py's keys)")
     try:  # check every flag here: a typo should not surface only after the first settings have trained
-        ablate_dir = configure({'ablate_dir': '', **train_defaults()}, flags)['ablate_dir']
+        own = configure({'ablate_dir': '', 'jobs': 1, **train_defaults()}, flags)
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    run_ablation(grids[0], [a for a in flags if not a.startswith('--ablate_dir=')], ablate_dir)
+    if own['jobs'] < 1:
+        sys.exit(f"error: --jobs={own['jobs']}: must be >= 1 (settings trained at a time)")
+    run_ablation(grids[0], [a for a in flags if not a.startswith(('--ablate_dir=', '--jobs='))], own['ablate_dir'],
+                 own['jobs'])

@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
 
 
 def read_log(out_dir):
@@ -98,9 +99,14 @@ def plot_halting(runs, path):
     return save(fig, path)
 
 
-def plot_ablation(runs, path):
-    """Val (or test) loss at the last supervision step vs wall time and vs training FLOPs, a line per setting.
-    runs: dicts with name, rows, split, n_sup, flops_per_iter (see bench.py's run_ablation)."""
+def plot_ablation(runs, path, exact_path=None):
+    """Val (or test) loss at the last supervision step vs wall time and vs training FLOPs, a colour per
+    setting (a line per seed). exact_path, where the runs score exact match (data/reasoning): val exact
+    match vs training FLOPs, and val / hard exact match vs the supervision steps the final eval ran (test-time
+    scaling past the dotted line), means over seeds. runs: dicts with name, rows, split, n_sup,
+    flops_per_iter, final (see ablate.run_ablation)."""
+    names = list(dict.fromkeys(r['name'] for r in runs))
+    colour = {name: f'C{i % 10}' for i, name in enumerate(names)}
     fig, (by_time, by_flops) = plt.subplots(1, 2, figsize=(11, 4))
     for r in runs:
         key = f"{r['split']}_loss_s{r['n_sup']}"
@@ -109,13 +115,36 @@ def plot_ablation(runs, path):
             t = max(t, row['time'])  # an eval-only pass after a seconds budget restarts the clock
             if row['kind'] == 'eval' and key in row:
                 pts.append((t, row['iter'] * r['flops_per_iter'], row[key]))
-        by_time.plot([p[0] for p in pts], [p[2] for p in pts], 'o-', label=r['name'])
-        by_flops.plot([p[1] for p in pts], [p[2] for p in pts], 'o-', label=r['name'])
+        first = r is next(x for x in runs if x['name'] == r['name'])
+        for ax, x in ((by_time, 0), (by_flops, 1)):
+            ax.plot([p[x] for p in pts], [p[2] for p in pts], 'o-', ms=3, color=colour[r['name']],
+                    label=r['name'] if first else None)
     by_time.set(xlabel='wall time of training (s)', ylabel=f"{runs[0]['split']} loss, last supervision step")
     by_flops.set(xlabel='training FLOPs', ylabel=f"{runs[0]['split']} loss, last supervision step")
     for ax in (by_time, by_flops):
         ax.legend(fontsize=7)
-    return save(fig, path)
+    save(fig, path)
+    if exact_path is None or not any('val_exact_s1' in r['final'] for r in runs):
+        return path
+    fig, (by_flops, by_steps) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in names:
+        group = [r for r in runs if r['name'] == name]
+        key = f"val_exact_s{group[0]['n_sup']}"
+        curves = [[(row['iter'] * r['flops_per_iter'], row[key]) for row in r['rows'] if row['kind'] == 'eval' and key in row]
+                  for r in group]
+        n = min(len(c) for c in curves)
+        by_flops.plot([curves[0][i][0] for i in range(n)], [np.mean([c[i][1] for c in curves]) for i in range(n)],
+                      'o-', ms=3, color=colour[name], label=name)
+        for split, style in (('val', 'o-'), ('hard', 's--')):
+            steps = [k for k in range(1, 65) if all(f'{split}_exact_s{k}' in r['final'] for r in group)]
+            means = [np.mean([r['final'][f'{split}_exact_s{k}'] for r in group]) for k in steps]
+            by_steps.plot(steps, means, style, ms=3, color=colour[name], label=f'{name} ({split})' if split == 'val' else None)
+        by_steps.axvline(group[0]['n_sup'] + 0.5, color=colour[name], ls=':', lw=0.8)
+    by_flops.set(xlabel='training FLOPs', ylabel='val exact match, last training step')
+    by_steps.set(xlabel='supervision steps at inference (dashed: hard split)', ylabel='exact match')
+    for ax in (by_flops, by_steps):
+        ax.legend(fontsize=7)
+    return save(fig, exact_path)
 
 
 def plot_rollouts(system, xs_pred, xs_opt, u_pred, u_opt, target, path):
