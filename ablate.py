@@ -18,7 +18,8 @@ A grid file is plain Python:
 --key=value arguments (train.py's keys) apply to every setting, after the budget and before the
 setting's own. A seconds budget stops a run with SIGTERM (train.py checkpoints), then an eval-only pass
 over that checkpoint logs the final metrics. Finished runs (same arguments) are kept and not rerun.
---jobs=N trains N settings at a time, one thread each (small models use two cores better as two runs).
+--jobs=N trains N settings at a time, one thread each (small models use two cores better as two runs);
+--seeds=1337,1338 replaces the grid's seeds.
 
 When a grid holds plain models (recursion=False) of several depths, results.md adds what a loop is worth:
 each recursive setting's val loss is placed on the plain models' loss-vs-depth curve (equivalent_depth).
@@ -55,10 +56,10 @@ def derive(c, data=None):
     return task, data, gpt_args(c, task, data)
 
 
-def run_ablation(path, train_args=(), ablate_dir='', jobs=1):
+def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
     """Train every setting (and seed) of the grid file at `path` with train.py, `jobs` at a time, then write
     results.md, results.csv and val_loss.png next to the runs (ablate_dir, '' = out-ablate-<grid name>).
-    train_args: --key=value overrides of train.py keys for every setting."""
+    train_args: --key=value overrides of train.py keys for every setting; seeds: in place of the grid's."""
     import plot  # here, not at the top: bench.py imports this module, and matplotlib takes a second
     grid = {}
     try:
@@ -76,7 +77,7 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1):
         budget.setdefault('max_iters', 10 ** 9)  # the clock stops it
     elif 'max_seconds' not in grid.get('common', {}):  # equal iterations: a base config's wall-clock lr cosine
         budget['max_seconds'] = 0                        # (max_seconds) would give each setting another schedule
-    seeds = grid.get('seeds', [None])
+    seeds = seeds or grid.get('seeds', [None])
     root = ablate_dir or 'out-ablate-' + os.path.splitext(os.path.basename(path))[0]
     base = [grid['config']] if grid.get('config') else []
     planned = []  # every run, checked before any trains: (setting, its overrides, run_dir, args, config, model, task)
@@ -279,12 +280,14 @@ if __name__ == '__main__':
     grids = [a for a in sys.argv[1:] if not a.startswith('--')]
     flags = [a for a in sys.argv[1:] if a.startswith('--')]
     if len(grids) != 1:
-        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--jobs=N] [--key=value ...] (train.py's keys)")
+        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--jobs=N] [--seeds=S,S,..] [--key=value ...] "
+                 "(train.py's keys)")
     try:  # check every flag here: a typo should not surface only after the first settings have trained
-        own = configure({'ablate_dir': '', 'jobs': 1, **train_defaults()}, flags)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+        own = configure({'ablate_dir': '', 'jobs': 1, 'seeds': '', **train_defaults()}, flags)
+        seeds = [int(v) for v in str(own['seeds']).split(',')] if own['seeds'] != '' else None
+    except (ConfigError, ValueError) as e:
+        sys.exit(f"error: {e}" if isinstance(e, ConfigError) else f"error: --seeds={own['seeds']}: give integers, e.g. --seeds=1337,1338")
     if own['jobs'] < 1:
         sys.exit(f"error: --jobs={own['jobs']}: must be >= 1 (settings trained at a time)")
-    run_ablation(grids[0], [a for a in flags if not a.startswith(('--ablate_dir=', '--jobs='))], own['ablate_dir'],
-                 own['jobs'])
+    run_ablation(grids[0], [a for a in flags if not a.startswith(('--ablate_dir=', '--jobs=', '--seeds='))],
+                 own['ablate_dir'], own['jobs'], seeds)

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
@@ -87,3 +88,47 @@ def test_ablate_checks_its_arguments_before_training(run_dir):
     (run_dir / 'bad.py').write_text("budget = {'max_iters': 2}\nsettings = {'a': {'dataset': 'missing'}}\n")
     proc = run('ablate.py', run_dir, 'bad.py', check=False)  # no data: the task's message, before train.py runs
     assert proc.returncode != 0 and "setting 'a' of bad.py" in proc.stderr and 'prepare.py' in proc.stderr
+    proc = run('ablate.py', run_dir, 'grid.py', '--seeds=one', check=False)
+    assert proc.returncode != 0 and '--seeds=one: give integers' in proc.stderr
+
+
+def test_equivalent_depth_reads_the_plain_curve_in_log_depth():
+    from ablate import equivalent_depth
+    plain = [(4, 1.0), (1, 2.0), (2, 1.5)]
+    assert equivalent_depth(plain, 1.25) == pytest.approx((2 * 2 ** 0.5, False))  # halfway from 2 to 4 layers
+    assert equivalent_depth(plain, 1.5) == pytest.approx((2.0, False))
+    assert equivalent_depth(plain, 0.5) == pytest.approx((8.0, True))  # past the deepest: the last segment extended
+    assert equivalent_depth(plain, 2.5) == pytest.approx((0.5, True))
+    # a deeper model that came out worse does not bend the curve back: a running minimum
+    assert equivalent_depth([(1, 2.0), (2, 2.1), (4, 1.0)], 1.5) == pytest.approx((2 * 2 ** 0.5, False))
+
+
+def test_ablate_seeds_jobs_exact_tables_and_what_a_loop_is_worth(run_dir):
+    # plain models of 1 and 2 layers and a recursive one on a reasoning set, two seeds, two at a time
+    import matplotlib.image
+    from conftest import TINY, make_reasoning_data
+    make_reasoning_data(run_dir, 'pointer')
+    common = dict(a[2:].split('=', 1) for a in TINY if not a.startswith(('--dataset', '--block_size', '--n_layer')))
+    common.update(dataset='reasoning/pointer', block_size=64, eval_n_sup=3)
+    (run_dir / 'grid.py').write_text(
+        f"budget = {{'max_iters': 2}}\ncommon = {common!r}\nseeds = [1, 2]\n"
+        "settings = {'plain1': {'recursion': False, 'n_layer': 1}, 'plain2': {'recursion': False, 'n_layer': 2},\n"
+        "            'rec': {'n_layer': 1, 'n_sup': 2}}\n")
+    ablate(run_dir, 'grid.py', '--jobs=2')
+    root = run_dir / 'out-ablate-grid'
+    table = (root / 'results.md').read_text()
+    assert 'mean ± half the min-max range over 2 seeds' in table
+    with open(root / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r['setting'], r['seed']) for r in rows) == [(n, s) for n in ('plain1', 'plain2', 'rec') for s in '12']
+    # the table's mean is the seeds' mean; the exact table has 3 eval steps (one past training's 2) and halting
+    rec = [float(r['val_loss_s2']) for r in rows if r['setting'] == 'rec']
+    assert f"{sum(rec) / 2:.4f}±{abs(rec[0] - rec[1]) / 2:.4f}" in table
+    assert re.search(r'^\| rec \|( [\d.]+±[\d.]+ \|){8} [\d.]+±[\d.]+ \|$', table, re.M), table
+    # what a loop is worth: the recursive setting on the plain curve (1 layer x 2 calls x 2 steps)
+    line = next(l for l in table.splitlines() if l.startswith('| rec | 1 | 4 | 4 |'))
+    assert len(line.split('|')) == 9
+    assert matplotlib.image.imread(root / 'exact.png').std() > 0.01
+    # --seeds replaces the grid's
+    ablate(run_dir, 'grid.py', '--seeds=3')
+    assert (root / 'rec' / 'seed3' / 'ckpt.pt').exists()
