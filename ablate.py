@@ -22,7 +22,8 @@ over that checkpoint logs the final metrics. Finished runs (same arguments) are 
 --seeds=1337,1338 replaces the grid's seeds.
 
 When a grid holds plain models (recursion=False) of several depths, results.md adds what a loop is worth:
-each recursive setting's val loss is placed on the plain models' loss-vs-depth curve (equivalent_depth).
+each recursive setting's val loss is placed on the plain models' loss-vs-depth curve (equivalent_depth; '>6':
+better than the deepest plain model, so only a bound).
 """
 import csv
 import json
@@ -157,44 +158,54 @@ def aggregate(runs):
 
 def equivalent_depth(plain, loss):
     """The depth a plain model would need for this val loss, read off plain models' (layers, loss) points:
-    linear in log(layers) between neighbouring depths (the curve made monotone by a running minimum), the
-    end segments extended beyond the measured depths. Returns (layers, extrapolated?)."""
+    linear in log(layers) between neighbouring depths, on the curve made monotone by a running minimum.
+    Returns (layers, ''), or beyond the measured curve (deepest depth, '>') / (shallowest, '<'): a bound,
+    since extending a curve that flattens would invent a number."""
     plain = sorted(plain)
     depths = np.log([d for d, _ in plain])
     losses = np.minimum.accumulate([l for _, l in plain])
+    if loss < losses[-1]:
+        return plain[-1][0], '>'
+    if loss > losses[0]:
+        return plain[0][0], '<'
     for i in range(len(plain) - 1):
         lo, hi = losses[i + 1], losses[i]
-        last = i == len(plain) - 2
-        if (lo <= loss <= hi or (i == 0 and loss > hi) or (last and loss < lo)) and hi > lo:
-            t = (hi - loss) / (hi - lo)
-            return float(np.exp(depths[i] + t * (depths[i + 1] - depths[i]))), not lo <= loss <= hi
-    return float('nan'), True
+        if lo <= loss <= hi and hi > lo:
+            return float(np.exp(depths[i] + (hi - loss) / (hi - lo) * (depths[i + 1] - depths[i]))), ''
+    return plain[0][0], ''  # a flat curve: its shallowest depth already reaches this loss
 
 
 def loop_worth(settings):
-    """Lines of results.md placing each recursive setting on the plain models' loss-vs-depth curve: its
+    """Lines of results.md placing each recursive setting on a curve of plain models' loss vs depth: its
     equivalent depth L_eq, what one applied layer is worth (L_eq / (n_layer x net calls)), and the
     recurrence-equivalence exponent phi in L_eq = n_layer x calls^phi (1: a loop is worth a unique layer,
-    0: nothing). Empty without plain models of two or more depths."""
+    0: nothing). A curve per norm position (plain models are pre-norm by default, the recursion post-norm);
+    each recursive setting is read off its own norm position's curve, else off the pre-norm one. Empty
+    without plain models of two or more depths."""
     split = settings[0]['split']
-    plain = {}
+    curves = {}  # norm position -> {layers: final loss}
     for r in settings:
         if not r['config']['recursion']:
-            plain[r['config']['n_layer']] = r['final'][f'{split}_loss_s1']
-    if len(plain) < 2:
+            norm = r['config']['norm_position'] or 'pre'
+            curves.setdefault(norm, {})[r['config']['n_layer']] = r['final'][f'{split}_loss_s1']
+    curves = {norm: c for norm, c in curves.items() if len(c) >= 2}
+    if not curves:
         return []
     lines = ['', f"what a loop is worth: each recursive setting's final {split} loss at its last step on the curve of "
-             f"plain models of {min(plain)}-{max(plain)} layers (equivalent_depth: linear in log depth)", '',
-             '| setting | unique layers | net calls | applied layers | equivalent depth | worth per applied layer | phi |',
-             '|---|---|---|---|---|---|---|']
+             f"plain models (equivalent_depth: linear in log depth; '>': better than the deepest, a bound)", '',
+             '| setting | curve | unique layers | net calls | applied layers | equivalent depth | worth per applied layer | phi |',
+             '|---|---|---|---|---|---|---|---|']
     for r in settings:
         if not r['config']['recursion']:
             continue
+        norm = r['config']['norm_position'] or 'post'
+        norm = norm if norm in curves else 'pre' if 'pre' in curves else next(iter(curves))
         n, calls = r['config']['n_layer'], r['net_calls']
-        depth, outside = equivalent_depth(list(plain.items()), r['final'][f"{split}_loss_s{r['n_sup']}"])
-        phi = math.log(depth / n) / math.log(calls) if calls > 1 and depth > 0 else float('nan')
-        lines.append(f"| {r['name']} | {n} | {calls} | {n * calls} | {depth:.2f}{' (extrapolated)' if outside else ''} | "
-                     f"{depth / (n * calls):.2f} | {phi:.2f} |")
+        depth, bound = equivalent_depth(list(curves[norm].items()), r['final'][f"{split}_loss_s{r['n_sup']}"])
+        phi = f"{bound}{math.log(depth / n) / math.log(calls):.2f}" if calls > 1 else '-'
+        layers = '/'.join(str(d) for d in sorted(curves[norm]))
+        lines.append(f"| {r['name']} | {norm}-norm, {layers} layers | {n} | {calls} | {n * calls} | {bound}{depth:.2f} | "
+                     f"{bound}{depth / (n * calls):.2f} | {phi} |")
     return lines
 
 

@@ -95,12 +95,12 @@ def test_ablate_checks_its_arguments_before_training(run_dir):
 def test_equivalent_depth_reads_the_plain_curve_in_log_depth():
     from ablate import equivalent_depth
     plain = [(4, 1.0), (1, 2.0), (2, 1.5)]
-    assert equivalent_depth(plain, 1.25) == pytest.approx((2 * 2 ** 0.5, False))  # halfway from 2 to 4 layers
-    assert equivalent_depth(plain, 1.5) == pytest.approx((2.0, False))
-    assert equivalent_depth(plain, 0.5) == pytest.approx((8.0, True))  # past the deepest: the last segment extended
-    assert equivalent_depth(plain, 2.5) == pytest.approx((0.5, True))
+    assert equivalent_depth(plain, 1.25) == pytest.approx((2 * 2 ** 0.5, ''))  # halfway from 2 to 4 layers
+    assert equivalent_depth(plain, 1.5) == pytest.approx((2.0, ''))
+    assert equivalent_depth(plain, 0.5) == (4, '>')  # better than the deepest: a bound, not an extrapolation
+    assert equivalent_depth(plain, 2.5) == (1, '<')
     # a deeper model that came out worse does not bend the curve back: a running minimum
-    assert equivalent_depth([(1, 2.0), (2, 2.1), (4, 1.0)], 1.5) == pytest.approx((2 * 2 ** 0.5, False))
+    assert equivalent_depth([(1, 2.0), (2, 2.1), (4, 1.0)], 1.5) == pytest.approx((2 * 2 ** 0.5, ''))
 
 
 def test_ablate_seeds_jobs_exact_tables_and_what_a_loop_is_worth(run_dir):
@@ -126,8 +126,8 @@ def test_ablate_seeds_jobs_exact_tables_and_what_a_loop_is_worth(run_dir):
     assert f"{sum(rec) / 2:.4f}±{abs(rec[0] - rec[1]) / 2:.4f}" in table
     assert re.search(r'^\| rec \|( [\d.]+±[\d.]+ \|){8} [\d.]+±[\d.]+ \|$', table, re.M), table
     # what a loop is worth: the recursive setting on the plain curve (1 layer x 2 calls x 2 steps)
-    line = next(l for l in table.splitlines() if l.startswith('| rec | 1 | 4 | 4 |'))
-    assert len(line.split('|')) == 9
+    line = next(l for l in table.splitlines() if l.startswith('| rec | pre-norm, 1/2 layers | 1 | 4 | 4 |'))
+    assert len(line.split('|')) == 10
     assert matplotlib.image.imread(root / 'exact.png').std() > 0.01
     # --seeds replaces the grid's
     ablate(run_dir, 'grid.py', '--seeds=3')
