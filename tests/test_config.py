@@ -117,3 +117,16 @@ def test_control_trm_switches_train_and_stay_bounded(switch):
         for _ in range(16):
             u, q, y, z = model(X, y, z)
     assert torch.isfinite(u).all() and y.abs().max() < 100 and z.abs().max() < 100
+
+
+def test_reasoning_preset_trains_and_scores_exact_match_past_its_steps(tmp_path):
+    import json
+    from conftest import make_reasoning_data, run_train
+    make_reasoning_data(tmp_path, 'pointer')
+    c = preset('reasoning')
+    assert (c['dataset'], c['n_sup'], c['eval_n_sup'], c['use_ema']) == ('reasoning/pointer', 2, 4, False)
+    run_train(tmp_path, os.path.join(ROOT, 'config', 'reasoning.py'), '--max_iters=2', '--eval_interval=2',
+              '--eval_iters=1', '--out_dir=o')
+    with open(tmp_path / 'o' / 'metrics.jsonl') as f:
+        last = json.loads(f.readlines()[-1])
+    assert all(0 <= last[f'{split}_exact_s{s}'] <= 1 for split in ('val', 'hard') for s in (1, 2, 3, 4)), last

@@ -8,8 +8,8 @@ config = 'config/reasoning.py'
 budget = {'max_iters': 4000, 'lr_decay_iters': 4000}
 common = {'dataset': 'reasoning/pointer_h2', 'eval_n_sup': 4, 'eval_interval': 500}
 seeds = [1337]
-settings = {
-    'plain L=2': {'recursion': False, 'n_layer': 2},
-    'plain L=4': {'recursion': False, 'n_layer': 4},
+settings = {  # plain models at the default lr 3e-3 (they train at it), the recursion at the preset's 1e-3
+    'plain L=2': {'recursion': False, 'n_layer': 2, 'learning_rate': 3e-3, 'min_lr': 3e-4},
+    'plain L=4': {'recursion': False, 'n_layer': 4, 'learning_rate': 3e-3, 'min_lr': 3e-4},
     'rec n_sup=1': {'n_sup': 1},
 }
