@@ -161,30 +161,31 @@ def pack_examples(examples, meta, block_size, where):
     with newlines. Returns tokens [R, block_size + 1]; eid [R, block_size]: the example whose answer (and
     terminating newline) each target position predicts, else -1; label [R, block_size]: that answer
     character's token group (-1 for the newline and elsewhere); group [N]: each example's group."""
-    stoi = meta['stoi']
-    rows, eids, labels = [], [], []
-    row, eid, label = [stoi['\n']], [], []
+    stoi, newline = meta['stoi'], meta['stoi']['\n']
+    rows = []  # (tokens, eid, label) of each row
+
+    def new_row():
+        rows.append((np.full(block_size + 1, newline), np.full(block_size, -1), np.full(block_size, -1)))
+        return 1  # tokens used: the leading newline
+    used = new_row()
     for i, ex in enumerate(examples):
         text = ex['prompt'] + ex['answer'] + '\n'
         if len(text) > block_size:
             raise ValueError(f"{where}: an example of {len(text)} tokens does not fit block_size={block_size}; "
                              f"raise block_size")
-        if len(row) + len(text) > block_size + 1:
-            rows.append(row), eids.append(eid), labels.append(label)
-            row, eid, label = [stoi['\n']], [], []
-        start = len(row) + len(ex['prompt']) - 1  # the target position that predicts the answer's first token
-        eid += [-1] * (start - len(eid)) + [i] * (len(ex['answer']) + 1)
-        label += [-1] * (start - len(label)) + list(ex['token_groups']) + [-1]
+        if used + len(text) > block_size + 1:
+            used = new_row()
+        tokens, eid, label = rows[-1]
         try:
-            row += [stoi[c] for c in text]
+            tokens[used:used + len(text)] = [stoi[c] for c in text]
         except KeyError as e:
             raise ValueError(f"{where}: character {e.args[0]!r} is not in meta.pkl's vocabulary; write the data again")
-    rows.append(row), eids.append(eid), labels.append(label)
-    pad = lambda r, n, v: r + [v] * (n - len(r))
-    return {'tokens': torch.tensor([pad(r, block_size + 1, stoi['\n']) for r in rows]),
-            'eid': torch.tensor([pad(e, block_size, -1) for e in eids]),
-            'label': torch.tensor([pad(l, block_size, -1) for l in labels]),
-            'group': torch.tensor([ex['group'] for ex in examples])}
+        start = used + len(ex['prompt']) - 1  # the target position that predicts the answer's first token
+        eid[start:start + len(ex['answer']) + 1] = i
+        label[start:start + len(ex['answer'])] = ex['token_groups']
+        used += len(text)
+    tokens, eid, label = (torch.from_numpy(np.stack(a)) for a in zip(*rows))
+    return {'tokens': tokens, 'eid': eid, 'label': label, 'group': torch.tensor([ex['group'] for ex in examples])}
 
 
 def wrong_answers(logits, Y, eid, n):
