@@ -3,8 +3,9 @@
 # 8 x 128, the recursion grid's budget); results.md places each recursive model on the plain curve (equivalent
 # depth, worth per applied layer, phi). Evals run 8 supervision steps: test-time scaling past training's.
 #   python data/shakespeare_char/prepare.py
-#   python ablate.py config/ablate/depth.py --jobs=2            # ~15 min on 2 cores
+#   python ablate.py config/ablate/depth.py --jobs=2            # ~15 min per seed on 2 cores
 budget = {'max_iters': 600, 'lr_decay_iters': 600}
+seeds = [1337, 1338, 1339]
 common = {'compile': False, 'warmup_iters': 30, 'eval_interval': 150, 'eval_iters': 10, 'log_interval': 50,
           'eval_n_sup': 8}
 settings = {
