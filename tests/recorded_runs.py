@@ -22,7 +22,7 @@ COMMON = ['--compile=False', '--dtype=float32', '--seed=1337']
 # the default LM (train.py's model, on a few KB of Shakespeare), a Sudoku TRM under the trm schedule
 # (augmentation, carry, halting, stable-max), an ARC model with a puzzle embedding (voting), a controller
 RUNS = {
-    'lm': ['--dataset=tiny', '--max_iters=200', '--eval_interval=100', '--eval_iters=4', '--log_interval=20'],
+    'lm': ['--dataset=tiny', '--max_iters=100', '--eval_interval=50', '--eval_iters=4', '--log_interval=10'],
     'sudoku_trm': ['--dataset=sudoku_tiny', '--mixer=mlp_t', '--n_embd=32', '--n_sup=3', '--n_loops=2',
                    '--T_recursion=2', '--batch_size=16', '--loss=stablemax', '--max_iters=30', '--eval_interval=15',
                    '--eval_iters=1', '--log_interval=5'],
