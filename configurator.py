@@ -100,7 +100,7 @@ DEVICE = ((lambda v: re.fullmatch(r'(cpu|mps|cuda(:\d+)?)?', v) is not None), "'
 DTYPE = one_of('', 'float32', 'bfloat16', 'float16')
 TRAIN_RULES = {
     'eval_interval': at_least(1), 'log_interval': at_least(1),
-    'eval_iters': at_least(1, "each eval averages that many batches"),
+    'eval_iters': at_least(0, "batches per eval; 0 = the whole split"),
     'init_from': ((lambda v: v in ('scratch', 'resume') or (v.startswith('trm:') and len(v) > 4)),
                   "'scratch', 'resume' or 'trm:PATH'", ''),
     'batch_size': at_least(1), 'block_size': at_least(1), 'gradient_accumulation_steps': at_least(1),

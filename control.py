@@ -486,8 +486,9 @@ def get_batch(data, split, ix, aug_seed=None):
 
 def eval_rows(data, split, generator, config, rank, world_size):
     """The first eval_iters * batch_size examples, each once, the same on every rank (the percentiles
-    of eval_split need all of them together)."""
-    n = min(len(data['splits'][split]['features']), config['eval_iters'] * config['batch_size'])
+    of eval_split need all of them together); eval_iters=0: all of them."""
+    n = len(data['splits'][split]['features'])
+    n = min(n, config['eval_iters'] * config['batch_size'] or n)
     return torch.arange(n).split(config['batch_size'])
 
 

@@ -113,8 +113,11 @@ def get_batch(data, split, ix, aug_seed=None):
 
 
 def eval_rows(data, split, generator, config, rank, world_size):
-    """eval_iters random batches per rank (the generator is seeded per rank)."""
+    """eval_iters random batches per rank (the generator is seeded per rank); eval_iters=0: every window of
+    the split once, the windows spread over the ranks."""
     n = data['length'][split] - data['block_size']
+    if config['eval_iters'] == 0:
+        return list(torch.arange(0, n, data['block_size']).split(config['batch_size']))[rank::world_size]
     return [torch.randint(n, (config['batch_size'],), generator=generator) for _ in range(config['eval_iters'])]
 
 
@@ -200,8 +203,9 @@ def wrong_answers(logits, Y, eid, n):
 def exact_match(model, rows, S, config, run):
     """Exact match of greedy decoding at each of S supervision steps and, with a q-head and S > 1, at each
     token's halting step (model.halted, through generate.decode); the mean halting step of the answer
-    tokens of each token group. At most eval_iters * batch_size rows, spread over the ranks."""
-    n, n_rows = len(rows['group']), min(len(rows['tokens']), config['eval_iters'] * config['batch_size'])
+    tokens of each token group. At most eval_iters * batch_size rows (eval_iters=0: all), spread over the ranks."""
+    n, n_rows = len(rows['group']), len(rows['tokens'])
+    n_rows = min(n_rows, config['eval_iters'] * config['batch_size'] or n_rows)
     halting = model.q_head is not None and S > 1
     wrong = torch.zeros(S + halting, n, device=run.device)
     scored = torch.zeros(n, device=run.device)

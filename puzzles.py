@@ -417,8 +417,11 @@ def get_batch(data, split, ix, aug_seed=None):
 
 
 def eval_rows(data, split, generator, config, rank, world_size):
-    """eval_iters fixed batches of consecutive rows, spread over the ranks, no augmentation."""
+    """eval_iters fixed batches of consecutive rows, spread over the ranks, no augmentation; eval_iters=0:
+    every row once (the last batch may be shorter)."""
     n, B = len(data['splits'][split]['inputs']), config['batch_size']
+    if config['eval_iters'] == 0:
+        return list(torch.arange(n).split(B))[rank::world_size]
     return [(torch.arange(B) + (i * world_size + rank) * B) % n for i in range(config['eval_iters'])]
 
 

@@ -64,6 +64,9 @@ if ddp and device_type == 'cuda':
     torch.cuda.set_device(device)
 if fsdp and not ddp:
     sys.exit("error: fsdp=True shards over torchrun's processes; launch with torchrun, or drop --fsdp=True")
+if fsdp and eval_iters == 0:
+    sys.exit("error: eval_iters=0 (the whole split) gives the ranks different numbers of batches, and FSDP runs "
+             "forwards in lockstep: set eval_iters >= 1, or evaluate the checkpoint with eval.py")
 
 # data: data/<dataset> decides the task, and its module reads the data and fixes what the data fixes in
 # the model (vocabulary, lengths, widths). Everything is checked before anything is allocated or written.

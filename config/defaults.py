@@ -7,7 +7,7 @@ A config file (config/*.py) is plain Python that sets some of these; `--key=valu
 out_dir = 'out-shakespeare-char'
 eval_interval = 500
 log_interval = 50
-eval_iters = 20
+eval_iters = 20           # batches per eval; 0 = the whole split (each row or window once)
 eval_only = False
 always_save_checkpoint = True
 init_from = 'scratch'  # 'scratch', 'resume' (from out_dir/ckpt.pt), or 'trm:PATH' (weights saved by the official TRM code)
