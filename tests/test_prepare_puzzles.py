@@ -1,6 +1,8 @@
+import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import puzzles as P
 from test_puzzles import load_module
 
 S = load_module('sudoku')
+M = load_module('maze')
 
 CLASSIC = {  # well-known hard puzzles, each with one solution
     'inkala_2012': '8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4..',
@@ -180,6 +183,203 @@ def test_maze_prepare_writes_documented_files(tmp_path):
     assert (np.load(tmp_path / 'test_lengths.npy') == (y == P.MAZE_PATH).sum(1) + 1).all()
     bad = run('maze', '--min_len=50', '--max_len=10', f'--out_dir={tmp_path}')
     assert bad.returncode != 0 and bad.stderr.strip().startswith('error:')
+
+
+# ----------------------------------------------------------------------------- the public CSV layout
+
+def write_csvs(folder, splits):
+    """splits: {split: [(question, answer, rating)]} -> folder/<split>.csv in the public layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        with open(folder / f'{split}.csv', 'w', newline='') as f:
+            w = csv.writer(f)
+            w.writerow(['source', 'question', 'answer', 'rating'])
+            w.writerows([('test', q, a, r) for q, a, r in rows])
+
+
+def run_csv(script, tmp_path, *args):
+    """The prepare script offline, with datasets' cache under tmp_path."""
+    env = {**os.environ, 'HF_DATASETS_CACHE': str(tmp_path / 'hf_cache'), 'HF_HUB_OFFLINE': '1'}
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'data', script, 'prepare.py'), *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def sudoku_text(tokens):
+    return ''.join('.' if t == 1 else str(t - 1) for t in tokens)  # the public format: '.' blank, digits 1-9
+
+
+MAZE_TEXT = {P.MAZE_WALL: '#', P.MAZE_OPEN: ' ', P.MAZE_START: 'S', P.MAZE_GOAL: 'G', P.MAZE_PATH: 'o'}
+
+
+def maze_text(tokens):
+    return ''.join(MAZE_TEXT[t] for t in tokens.tolist())
+
+
+def one_error_line(proc):
+    err = proc.stderr.strip()
+    return proc.returncode != 0 and err.startswith('error:') and len(err.splitlines()) == 1
+
+
+@pytest.fixture(scope='module')
+def sudoku_sets(tmp_path_factory):
+    """A generated set (6 train, 3 test puzzles) and the same puzzles as public-layout CSVs."""
+    root = tmp_path_factory.mktemp('sudoku')
+    gen = root / 'generated'
+    proc = run('sudoku', '--difficulty=easy', '--n_train=6', '--n_test=3', '--num_proc=1', f'--out_dir={gen}')
+    assert proc.returncode == 0, proc.stderr
+    splits = {}
+    for split in ('train', 'test'):
+        x, y = np.load(gen / f'{split}_inputs.npy'), np.load(gen / f'{split}_labels.npy')
+        g = np.load(gen / f'{split}_ratings.npy')[:, 0]
+        splits[split] = [(sudoku_text(a), sudoku_text(b), int(r)) for a, b, r in zip(x, y, g)]
+    write_csvs(root / 'csv', splits)
+    return gen, root / 'csv', splits
+
+
+@pytest.fixture(scope='module')
+def maze_sets(tmp_path_factory):
+    """A generated set (3 train, 2 test mazes) and the same mazes as public-layout CSVs."""
+    root = tmp_path_factory.mktemp('maze')
+    gen = root / 'generated'
+    proc = run('maze', '--difficulty=easy', '--n_train=3', '--n_test=2', f'--out_dir={gen}')
+    assert proc.returncode == 0, proc.stderr
+    splits = {split: [(maze_text(a), maze_text(b), 0) for a, b in
+                      zip(np.load(gen / f'{split}_inputs.npy'), np.load(gen / f'{split}_labels.npy'))]
+              for split in ('train', 'test')}
+    write_csvs(root / 'csv', splits)
+    return gen, root / 'csv', splits
+
+
+def assert_same_arrays(a, b, names):
+    for split in ('train', 'test'):
+        for name in names:
+            x, y = np.load(a / f'{split}_{name}.npy'), np.load(b / f'{split}_{name}.npy')
+            assert x.dtype == y.dtype and np.array_equal(x, y), (split, name)
+
+
+def test_sudoku_csv_source_gives_the_generated_arrays(sudoku_sets, tmp_path):
+    gen, folder, _ = sudoku_sets
+    out = tmp_path / 'out'
+    proc = run_csv('sudoku', tmp_path, f'--source={folder}', f'--out_dir={out}')
+    assert proc.returncode == 0, proc.stderr
+    assert_same_arrays(gen, out, ('inputs', 'labels'))
+    for split in ('train', 'test'):  # the CSV rating in column 0, -1 (not measured) in column 1
+        r, g = np.load(out / f'{split}_ratings.npy'), np.load(gen / f'{split}_ratings.npy')
+        assert r.dtype == g.dtype and r.shape == g.shape
+        assert np.array_equal(r[:, 0], g[:, 0]) and (r[:, 1] == -1).all()
+    meta, gen_meta = json.loads((out / 'meta.json').read_text()), json.loads((gen / 'meta.json').read_text())
+    assert set(gen_meta) <= set(meta)
+    for k in ('vocab_size', 'seq_len', 'grid', 'pad_id', 'blank_id', 'ignore_label', 'augmentation', 'tokens', 'counts'):
+        assert meta[k] == gen_meta[k], k
+    assert meta['source'] == str(folder) and gen_meta['source'] == 'generated'
+    assert meta['subsample'] is None and meta['rows_in_source'] == {'train': 6, 'test': 3}
+    assert 'rating' in meta['difficulty']
+    assert P.load_split(str(out), 'test')['inputs'].shape == (3, 81)
+
+
+def test_sudoku_csv_subsample_is_a_seeded_subset_of_train(sudoku_sets, tmp_path):
+    gen, folder, _ = sudoku_sets
+    outs = [tmp_path / f'out{k}' for k in range(2)]
+    for out in outs:
+        proc = run_csv('sudoku', tmp_path, f'--source={folder}', '--subsample=4', '--n_test=2', '--seed=3',
+                       f'--out_dir={out}')
+        assert proc.returncode == 0, proc.stderr
+    assert_same_arrays(*outs, ('inputs', 'labels', 'ratings'))  # the same seed, the same rows
+    meta = json.loads((outs[0] / 'meta.json').read_text())
+    assert meta['counts'] == {'train': 4, 'test': 2} and meta['subsample'] == 4 and meta['seed'] == 3
+    assert meta['rows_in_source'] == {'train': 6, 'test': 3}
+    for split in ('train', 'test'):  # distinct rows of the full split, in file order
+        full = [bytes(r) for r in np.load(gen / f'{split}_inputs.npy')]
+        rows = [full.index(bytes(r)) for r in np.load(outs[0] / f'{split}_inputs.npy')]
+        assert rows == sorted(set(rows))
+        labels = np.load(outs[0] / f'{split}_labels.npy')
+        assert np.array_equal(labels, np.load(gen / f'{split}_labels.npy')[rows])
+
+
+def test_sudoku_csv_bad_row_is_one_error_line_and_writes_nothing(sudoku_sets, tmp_path):
+    _, folder, splits = sudoku_sets
+    bad = tmp_path / 'bad'
+    shutil.copytree(folder, bad)
+    q, a, r = splits['test'][1]
+    cell = next(i for i, ch in enumerate(q) if ch != '.')
+    wrong = str(int(a[cell]) % 9 + 1)  # a clue the answer does not keep
+    write_csvs(bad, {'test': [splits['test'][0], (q[:cell] + wrong + q[cell + 1:], a, r)]})
+    out = tmp_path / 'out'
+    proc = run_csv('sudoku', tmp_path, f'--source={bad}', f'--out_dir={out}')
+    assert one_error_line(proc), proc.stderr
+    assert 'test.csv line 3' in proc.stderr and 'clue' in proc.stderr
+    assert not out.exists()
+
+
+def sudoku_rows(rows):
+    return {'rows': np.arange(len(rows)), 'question': [r[0] for r in rows], 'answer': [r[1] for r in rows],
+            'rating': [str(r[2]) for r in rows]}
+
+
+@pytest.mark.parametrize('edit, says', [
+    (lambda q, a, r: (q[:-1], a, r), '80 and 81 characters'),
+    (lambda q, a, r: (q.replace('.', '0', 1), a, r), "characters '0'"),
+    (lambda q, a, r: (q, a[:40] + 'x' + a[41:], r), "characters 'x'"),
+    (lambda q, a, r: (q, a, 'hard'), "rating 'hard'"),
+    (lambda q, a, r: ('.' * 81, a[9:18] + a[9:], r), 'not a solved Sudoku'),
+])
+def test_sudoku_csv_checks_name_the_row_and_the_fault(sudoku_sets, edit, says):
+    rows = list(sudoku_sets[2]['train'])
+    rows[2] = edit(*rows[2])
+    with pytest.raises(ValueError, match='train.csv line 4: ') as e:
+        S.csv_tokens('train', sudoku_rows(rows))
+    assert says in str(e.value) and '\n' not in str(e.value)
+
+
+def test_csv_source_flag_errors():
+    with pytest.raises(SystemExit, match='^error: --subsample picks from a CSV'):
+        S.main(['--subsample=3'])
+    with pytest.raises(SystemExit, match='^error: --n_train sizes a generated set'):
+        M.main(['--source=hf', '--n_train=5'])
+    with pytest.raises(SystemExit, match='^error: --source=/nonexistent: no train.csv or test.csv there'):
+        M.main(['--source=/nonexistent'])
+
+
+def test_maze_csv_source_gives_the_generated_arrays(maze_sets, tmp_path):
+    gen, folder, _ = maze_sets
+    out = tmp_path / 'out'
+    proc = run_csv('maze', tmp_path, f'--source={folder}', f'--out_dir={out}')
+    assert proc.returncode == 0, proc.stderr
+    assert_same_arrays(gen, out, ('inputs', 'labels', 'lengths'))
+    meta, gen_meta = json.loads((out / 'meta.json').read_text()), json.loads((gen / 'meta.json').read_text())
+    assert set(gen_meta) <= set(meta)
+    for k in ('vocab_size', 'seq_len', 'grid', 'pad_id', 'ignore_label', 'augmentation', 'tokens', 'counts',
+              'path_lengths'):
+        assert meta[k] == gen_meta[k], k
+    assert meta['source'] == str(folder) and meta['rows_in_source'] == {'train': 3, 'test': 2}
+
+
+def test_maze_csv_missing_column_is_one_error_line_and_writes_nothing(maze_sets, tmp_path):
+    _, folder, _ = maze_sets
+    bad = tmp_path / 'bad'
+    shutil.copytree(folder, bad)
+    text = (bad / 'test.csv').read_text()
+    (bad / 'test.csv').write_text(text.replace('source,question,answer,rating', 'source,question,solution,rating', 1))
+    out = tmp_path / 'out'
+    proc = run_csv('maze', tmp_path, f'--source={bad}', f'--out_dir={out}')
+    assert one_error_line(proc), proc.stderr
+    assert "test.csv has no column 'answer'" in proc.stderr and 'source,question,answer,rating' in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('edit, says', [
+    (lambda q, a: (q + ' ', a), '901 and 900 characters'),
+    (lambda q, a: (q, a[:q.index('#')] + 'o' + a[q.index('#') + 1:]), "'o' on some open"),  # a path through a wall
+    (lambda q, a: (q.replace('#', '.', 1), a), "characters '.'"),
+    (lambda q, a: (q, a.replace(' ', '*', 1)), "characters '*'"),
+    (lambda q, a: (q.replace('G', 'S'), a.replace('G', 'S')), "2 'S' and 0 'G'"),
+])
+def test_maze_csv_checks_name_the_row_and_the_fault(maze_sets, edit, says):
+    rows = [edit(q, a) if k == 1 else (q, a) for k, (q, a, _) in enumerate(maze_sets[2]['test'])]
+    d = {'rows': np.arange(len(rows)), 'question': [r[0] for r in rows], 'answer': [r[1] for r in rows]}
+    with pytest.raises(ValueError, match='test.csv line 3: ') as e:
+        M.csv_tokens('test', d)
+    assert says in str(e.value) and '\n' not in str(e.value)
 
 
 def test_arc_prepare_writes_documented_files_from_packaged_data(tmp_path):

@@ -1,9 +1,12 @@
 """
-Generate Sudoku puzzles with a unique solution and a difficulty knob, in the token format of TRM.
+Generate Sudoku puzzles with a unique solution and a difficulty knob, in the token format of TRM; or read
+the public Sudoku-Extreme the TRM paper trains on (1000 of its train puzzles) and tests on.
 
     python data/sudoku/prepare.py                                   # hard: 1000 train, 2000 test
     python data/sudoku/prepare.py --difficulty=easy --out_dir=data/sudoku_easy
     python data/sudoku/prepare.py --n_train=100 --n_test=100 --num_proc=2 --seed=1
+    python data/sudoku/prepare.py --source=hf --subsample=1000 --out_dir=data/sudoku_extreme   # the paper's
+    python data/sudoku/prepare.py --source=path/to/folder --subsample=1000 --out_dir=data/sudoku_extreme
 
 The solver is bitmask constraint propagation (naked + hidden singles) plus depth-first search
 on the cell with the fewest candidates (MRV). It counts solutions up to a limit (2 proves
@@ -18,9 +21,16 @@ Difficulty (rating = guesses of a full count-to-2 search, which also proves uniq
 Every puzzle of a split has exactly one solution and its rating within the bounds (checked).
 About a third of random minimal puzzles need no guess, so 'minimal' alone is not 'hard'.
 
+--source=hf reads the hub dataset sapientinc/sudoku-extreme, --source=FOLDER a folder holding its
+train.csv and test.csv (offline): columns source, question, answer, rating; question and answer are 81
+characters row by row, '.' for a blank, digits 1-9. Every row is checked (lengths, characters, clues
+kept by the answer, the answer a solved grid); the first bad one is a one-line error and nothing is
+written. --subsample=N keeps N random train rows (seeded by --seed; all by default), --n_test caps test.
+
 Tokens (as TRM): PAD 0, blank 1, digit d -> d + 1 (2..10); 81 cells row-major.
 Writes <split>_inputs.npy [N, 81] uint8, <split>_labels.npy [N, 81] int16 (the solution's tokens,
-every cell carries loss), <split>_ratings.npy [N, 2] int32 (guesses, backtracks) and meta.json.
+every cell carries loss), <split>_ratings.npy [N, 2] int32 (guesses, backtracks; from a CSV: its
+rating column, and -1: not measured) and meta.json.
 """
 import argparse
 import json
@@ -33,8 +43,13 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/: puzzle_csv
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from common import save_npy, write_atomic  # noqa: E402
+from common import or_exit, save_json, save_npy, write_atomic  # noqa: E402
+from puzzle_csv import read_splits  # noqa: E402
+from puzzles import sudoku_valid  # noqa: E402
+
+HUB_NAME = 'sapientinc/sudoku-extreme'
 
 ALL = 0x1FF  # candidate digits 1..9 as bits 0..8
 ROWS = [[r * 9 + c for c in range(9)] for r in range(9)]
@@ -233,6 +248,74 @@ def to_tokens(grid):
     return np.asarray(grid, dtype=np.uint8) + 1  # blank 0 -> 1, digit d -> d + 1
 
 
+def csv_tokens(split, d):
+    """(inputs, labels, ratings) of the public CSV rows d (from read_splits), tokenised as the generated
+    puzzles. ValueError naming the first bad row (its line in the file) and what is wrong with it."""
+    def where(i):
+        return f"{split}.csv line {d['rows'][i] + 2}"  # 1-based, after the header
+
+    for i, (q, s, r) in enumerate(zip(d['question'], d['answer'], d['rating'])):
+        if len(q) != 81 or len(s) != 81:
+            raise ValueError(f"{where(i)}: question and answer have {len(q)} and {len(s)} characters; a Sudoku "
+                             f"is 81, row by row ('.' for a blank in the question)")
+        bad = (set(q) - set('.123456789')) | (set(s) - set('123456789'))
+        if bad:
+            raise ValueError(f"{where(i)}: characters {', '.join(map(repr, sorted(bad)))}; a question holds "
+                             f"'.' (blank) and digits 1-9, an answer digits 1-9 only")
+        if not r.strip().lstrip('-').isdigit():
+            raise ValueError(f"{where(i)}: rating {r!r} is not an integer")
+
+    def digits(strs):  # every string is now 81 ASCII characters: one buffer, '.' as 0 (a blank)
+        return np.frombuffer(''.join(strs).replace('.', '0').encode(), np.uint8).reshape(-1, 81) - ord('0')
+
+    inputs, labels = to_tokens(digits(d['question'])), to_tokens(digits(d['answer'])).astype(np.int16)
+    clash = (inputs > 1) & (inputs != labels)
+    if clash.any():
+        i, cell = map(int, np.argwhere(clash)[0])
+        raise ValueError(f"{where(i)}: the clue at row {cell // 9 + 1}, column {cell % 9 + 1} is "
+                         f"{inputs[i, cell] - 1} but the answer has {labels[i, cell] - 1} there; question and answer "
+                         f"must be the same puzzle (fix or drop the row)")
+    broken = ~sudoku_valid(inputs, labels)
+    if broken.any():
+        raise ValueError(f"{where(int(np.argmax(broken)))}: the answer is not a solved Sudoku (a digit twice in a "
+                         f"row, column or box); fix or drop the row")
+    ratings = np.stack([np.array([int(r) for r in d['rating']], np.int32), np.full(len(inputs), -1, np.int32)], 1)
+    return inputs, labels, ratings
+
+
+def prepare_csv(a):
+    """The public CSVs (--source=hf or a folder) into the generated set's files: every split read and
+    checked before anything is written, so a bad row leaves out_dir as it was."""
+    t0 = time.time()
+    data = read_splits(a.source, HUB_NAME, ('question', 'answer', 'rating'), a.subsample, a.n_test, a.seed)
+    arrays = {split: csv_tokens(split, d) for split, d in data.items()}
+    os.makedirs(a.out_dir, exist_ok=True)
+    counts, ratings = {}, {}
+    for split, (inputs, labels, rt) in arrays.items():
+        for name, arr in (('inputs', inputs), ('labels', labels), ('ratings', rt)):
+            save_npy(os.path.join(a.out_dir, f'{split}_{name}.npy'), arr)
+        r, clues = rt[:, 0], (inputs > 1).sum(1)
+        counts[split] = len(inputs)
+        ratings[split] = {'rating_min': int(r.min()), 'rating_median': float(np.median(r)),
+                          'rating_mean': float(r.mean()), 'rating_max': int(r.max()),
+                          'clues_mean': float(clues.mean()), 'clues_min': int(clues.min()),
+                          'clues_max': int(clues.max())}
+        print(f"{split}: {len(inputs)} of {data[split]['total']} puzzles, rating min/median/max "
+              f"{r.min()}/{np.median(r):g}/{r.max()}, clues {clues.min()}..{clues.max()} (mean {clues.mean():.1f})")
+    source = HUB_NAME if a.source == 'hf' else os.path.abspath(a.source)
+    meta = {'vocab_size': 11, 'seq_len': 81, 'grid': [9, 9], 'pad_id': 0, 'blank_id': 1,
+            'ignore_label': -100, 'augmentation': 'sudoku',
+            'tokens': 'PAD 0, blank 1, digit d -> d + 1',
+            'difficulty': {'name': 'public',
+                           'rating': "<split>_ratings.npy column 0: the CSV's rating column (the source's own "
+                                     "difficulty rating); column 1: -1 (not measured)"},
+            'source': source, 'subsample': a.subsample, 'n_test': a.n_test, 'seed': a.seed,
+            'rows_in_source': {split: d['total'] for split, d in data.items()},
+            'counts': counts, 'ratings': ratings, 'prepare_seconds': round(time.time() - t0, 1)}
+    save_json(os.path.join(a.out_dir, 'meta.json'), meta, indent=1)
+    print(f"wrote {a.out_dir} from {source} in {time.time() - t0:.1f}s")
+
+
 def generate(n, difficulty, seed, num_proc, desc, min_clues=0):
     jobs = [(seed * 1_000_003 + k, difficulty, min_clues) for k in range(n)]
     with Pool(num_proc) as pool:
@@ -241,15 +324,32 @@ def generate(n, difficulty, seed, num_proc, desc, min_clues=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--source', default='generated',
+                    help=f"generated (this script's solver), hf (the hub's {HUB_NAME}) or a folder holding its "
+                         f"train.csv and test.csv")
     ap.add_argument('--difficulty', default='hard', help='|'.join(DIFFICULTIES))
-    ap.add_argument('--n_train', type=int, default=1000)
-    ap.add_argument('--n_test', type=int, default=2000)
+    ap.add_argument('--n_train', type=int, default=None, help='puzzles to generate for train (default 1000)')
+    ap.add_argument('--n_test', type=int, default=None,
+                    help='puzzles to generate for test (default 2000); from a CSV: at most this many (default all)')
+    ap.add_argument('--subsample', type=int, default=None,
+                    help='from a CSV: this many random train puzzles (default all; the paper: 1000)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--min_clues', type=int, default=0,
                     help='keep at least this many clues (easier puzzles: fewer blanks; 0 = dig as far as the difficulty allows)')
     ap.add_argument('--num_proc', type=int, default=os.cpu_count() or 1)
     ap.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     a = ap.parse_args(argv)
+    if a.source != 'generated':
+        if a.n_train is not None:
+            sys.exit("error: --n_train sizes a generated set; from a CSV source, --subsample=N picks N train puzzles")
+        if (a.subsample is not None and a.subsample < 1) or (a.n_test is not None and a.n_test < 1):
+            sys.exit("error: --subsample and --n_test must be positive integers")
+        return or_exit(prepare_csv, a)
+    if a.subsample is not None:
+        sys.exit("error: --subsample picks from a CSV source's train (--source=hf or a folder); "
+                 "the generator makes --n_train puzzles")
+    a.n_train = 1000 if a.n_train is None else a.n_train
+    a.n_test = 2000 if a.n_test is None else a.n_test
     if a.difficulty not in DIFFICULTIES:
         sys.exit(f"error: --difficulty={a.difficulty} is not one of {', '.join(DIFFICULTIES)}")
     if not 0 <= a.min_clues <= 81:
@@ -291,7 +391,7 @@ def main(argv=None):
             'difficulty': {'name': a.difficulty, 'minimal': minimal, 'min_guesses': lo, 'max_guesses': hi,
                            'min_clues': a.min_clues,
                            'rating': 'guesses of a full count-to-2 MRV search after naked+hidden singles'},
-            'seed': a.seed, 'counts': counts, 'ratings': ratings,
+            'source': 'generated', 'seed': a.seed, 'counts': counts, 'ratings': ratings,
             'prepare_seconds': round(time.time() - t0, 1)}
     def dump_meta(tmp):
         with open(tmp, 'w') as f:
