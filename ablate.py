@@ -117,10 +117,7 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
             sys.exit(f"error: {run_dir}/metrics.jsonl has no eval; see {run_dir}/train.log")
-        schedule = c['schedule'] or task.SCHEDULES[0]
-        # FLOPs per iteration: every row runs n_sup steps (batch schedule) or one (trm schedule)
-        per_iter = (model.flops_per_token() * c['gradient_accumulation_steps'] * c['batch_size'] * model.config.block_size
-                    / (model.n_sup if schedule == 'trm' else 1))
+        per_iter = flops_per_iter(model, c, task)
         speeds = [r['tok_per_s'] for r in trains[1:] or trains]  # the first log interval holds the compile
         runs.append({'name': name, 'overrides': overrides, 'dir': run_dir, 'rows': rows, 'final': evals[-1],
                      'split': task.SPLITS[1], 'n_sup': model.n_sup, 'params': model.get_num_params(),
@@ -133,6 +130,13 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
     plot.plot_ablation(runs, os.path.join(root, 'val_loss.png'), os.path.join(root, 'exact.png'))
     print(f"wrote {root}/results.md, results.csv, val_loss.png" + (', exact.png' if os.path.exists(
         os.path.join(root, 'exact.png')) else ''))
+
+
+def flops_per_iter(model, c, task):
+    """Training FLOPs of one iteration of config c: every row runs n_sup steps (batch schedule) or one (trm)."""
+    schedule = c['schedule'] or task.SCHEDULES[0]
+    rows = c['gradient_accumulation_steps'] * c['batch_size']
+    return model.flops_per_token() * rows * model.config.block_size / (model.n_sup if schedule == 'trm' else 1)
 
 
 def net_calls(cfg):

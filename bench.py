@@ -10,6 +10,7 @@ measured within one run, alternating, as ratios. Training throughput of a config
     python bench.py --profile=True                                 # + top operators by self time
 
     python bench.py --presets=True                                 # sizes of the presets A-D (no compute)
+    python bench.py config/sudoku_extreme_1gpu.py --estimate=True  # a run's FLOPs, memory, time on a GPU
     python bench.py --sample=True --out_dir=out-shakespeare-char   # sampling: KV cache, halting, val loss
     python bench.py --halting=out-nsup2,out-nsup4,out-plain        # val loss vs net calls over halt thresholds
 
@@ -26,9 +27,9 @@ from tqdm import tqdm
 
 import checkpoint
 import lm
-from ablate import derive, run_ablation
-from common import PTDTYPE, native_bf16, or_exit, runtime, supervision_weights, task_of, train_memory
-from configurator import (DEFAULTS_FILE, TRAIN_RULES, ConfigError, at_least, config_keys, configure, fraction,
+from ablate import derive, flops_per_iter, run_ablation
+from common import PTDTYPE, duration, native_bf16, or_exit, runtime, supervision_weights, task_of, train_memory
+from configurator import (DEFAULTS_FILE, TRAIN_RULES, ConfigError, above, at_least, config_keys, configure, fraction,
                           from_command_line, one_of, train_defaults)
 from generate import decode, generate, sites_per_step
 from model import GPT, GPTConfig
@@ -45,6 +46,8 @@ profile = False       # also profile `steps` steps of each variant (torch.profil
 threads = 0           # torch threads; 0 = torch's default
 peak_n = 0            # size of the square matmul whose speed is the peak (0: 4096 on CPU, 8192 on GPUs)
 presets = False       # print the presets A-D sizes table instead
+estimate = False      # print what the config's run costs (FLOPs, memory, time at peak_tflops) instead: no compute
+peak_tflops = 989.0   # estimate: the GPU's dense bf16 peak in TFLOP/s (989: H100/H200 SXM; A100 312; L40S 362)
 ablate = ''           # a grid file (config/ablate/*.py): ablate.py trains each setting and compares them
 ablate_dir = ''       # where the grid's runs go ('' = out-ablate-<grid name>)
 sample = False        # the sampling benchmark instead, from out_dir/ckpt_name
@@ -64,7 +67,7 @@ DEFAULTS = {**train_defaults(), **{k: globals()[k] for k in BENCH_KEYS}}
 RULES = {**TRAIN_RULES, 'data': one_of('real', 'random'), 'warmup': at_least(0), 'steps': at_least(1),
          'rounds': at_least(1), 'threads': at_least(0), 'peak_n': at_least(0), 'n_tokens': at_least(1),
          'repeats': at_least(1), 'halt_threshold': fraction(), 'n_sup_inference': at_least(0),
-         'val_sequences': at_least(1), 'val_length': at_least(2)}
+         'val_sequences': at_least(1), 'val_length': at_least(2), 'peak_tflops': above(0)}
 config = from_command_line(DEFAULTS, __file__, DEFAULTS_FILE, rules=RULES)
 # bench.py's keys become globals; train.py's stay in config (config['compile'], ...): none shadows a builtin
 globals().update({k: config[k] for k in BENCH_KEYS})
@@ -106,6 +109,24 @@ def preset_table():
         fits = ' / '.join(str(max(0, int((gb * 2 ** 30 - state) // act))) for gb in (24, 40, 80))
         print(f"| {name} | {m.get_num_params() / 1e6:.1f}M | {m.wte.weight.numel() / 1e6:.1f}M | "
               f"{m.flops_per_token() / 1e9:.2f} | {act / 2 ** 30:.2f} GiB | {state / 2 ** 30:.1f} GiB | {fits} |")
+
+
+def estimate_run():
+    """What config's run of max_iters costs, from its FLOP count (no compute): parameters, FLOPs per iteration
+    and in all, the memory of a step under bf16 (common.train_memory, per process) and the time at 10, 30 and
+    50% of peak_tflops (small models reach the low end: their matmuls are small). Needs the data folder (its
+    meta fixes the vocabulary and lengths)."""
+    task, _, model_args = setup(config)
+    with torch.device('meta'):
+        m = GPT(GPTConfig(**model_args))
+    per_iter = flops_per_iter(m, config, task)
+    total = per_iter * config['max_iters']
+    memory = train_memory(m, config['batch_size'], 'bfloat16', config['use_ema'])
+    print(f"{m.get_num_params() / 1e6:.2f}M params, {per_iter / 1e12:.2f} TFLOP per iteration "
+          f"({config['batch_size']} x {m.config.block_size} tokens), {config['max_iters']} iterations: "
+          f"{total:.3g} FLOP; ~{memory / 2 ** 30:.0f} GiB per step (bf16, batch {config['batch_size']})")
+    print(' | '.join(f"{mfu:.0%} of {peak_tflops:g} TFLOP/s: {duration(total / (mfu * peak_tflops * 1e12))}"
+                     for mfu in (0.1, 0.3, 0.5)))
 
 
 # ----------------------------------------------------------------------------- training throughput
@@ -423,6 +444,8 @@ def halting_curve(out_dirs):
 # -----------------------------------------------------------------------------
 if presets:
     preset_table()
+elif estimate:
+    estimate_run()
 elif ablate:  # ablate.py's grid runner, with the train.py keys given here (not bench.py's own)
     run_ablation(ablate, [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=')[0] in DEFAULTS
                           and a[2:].split('=')[0] not in BENCH_KEYS], ablate_dir)

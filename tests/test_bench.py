@@ -100,3 +100,25 @@ def test_presets_table_is_the_estimate_train_py_refuses_by():
         m = GPT(GPTConfig(**{k: c[k] for k in GPTConfig.keys() if k in c}, vocab_size=lm.GPT2_VOCAB))
     for gb, fit in zip((24, 40, 80), map(int, fits)):  # the largest micro-batch whose estimate fits
         assert train_memory(m, fit, 'bfloat16', c['use_ema']) <= gb * 2 ** 30 < train_memory(m, fit + 1, 'bfloat16', c['use_ema'])
+
+
+def test_estimate_is_the_flop_count_and_matches_the_gpu_recipes(tmp_path):
+    """--estimate prints a run's FLOPs (ablate.flops_per_iter x max_iters), memory and time at fractions of a
+    GPU's peak, without compute; the 1-GPU recipes' comments state what it prints for them (the data's format
+    fixes the shapes: small generated sets stand in for the public ones)."""
+    for script, name in (('sudoku', 'sudoku_extreme'), ('maze', 'maze_hard')):
+        subprocess.run([sys.executable, os.path.join(ROOT, 'data', script, 'prepare.py'), '--n_train=2', '--n_test=2',
+                        '--difficulty=easy', f'--out_dir={tmp_path / "data" / name}'] + (['--num_proc=1'] if script == 'sudoku' else []),
+                       check=True, capture_output=True)
+    for cfg in ('sudoku_extreme_1gpu', 'maze_hard_1gpu'):
+        path = os.path.join(ROOT, 'config', f'{cfg}.py')
+        out = bench(tmp_path, path, '--estimate=True')
+        params, per_iter, iters, total, gib = re.search(
+            r'^([\d.]+)M params, ([\d.]+) TFLOP per iteration .*?, (\d+) iterations: ([\d.e+]+) FLOP; ~(\d+) GiB', out, re.M).groups()
+        assert abs(float(per_iter) * 1e12 * int(iters) / float(total) - 1) < 2e-3
+        slow, mid = re.findall(r'% of 989 TFLOP/s: (\w+)', out)[:2]
+        with open(path) as f:
+            comment = f.read()
+        assert f'{params}M params' in comment and f'{float(per_iter):.1f} TFLOP per iteration' in comment
+        assert f'{int(iters):,} iterations = {float(total):.3g}'.replace('e+', 'e') + ' FLOP' in comment
+        assert f'{slow} at 10%' in comment and f'{mid} at 30%' in comment and f'~{gib} GiB per step' in comment
