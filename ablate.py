@@ -268,8 +268,8 @@ def write_ablation(settings, root, path, runs):
         over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or '-'
         lines.append(f"| {r['name']} | {over} | {r['params'] / 1e6:.2f}M | {r['flops_per_token'] / 1e6:.1f} | "
                      f"{r['tok_per_s']:,.0f} | {r['iters']} | {r['wall']:.0f} s | " + ' | '.join(cells) + ' |')
-    scored = [name for name in ('val', 'hard') if any(f'{name}_exact_s1' in r['final'] for r in settings)]
-    if scored:  # a task scored by exact match (data/reasoning): per step, and at the halting step
+    scored = [name for name in (split, 'hard') if any(f'{name}_exact_s1' in r['final'] for r in settings)]
+    if scored:  # a task scored by exact match (puzzles, data/reasoning): per step, and at the halting step
         lines += ['', f"exact match ({' | '.join(scored)}) per supervision step evals ran, then at the halting step", '',
                   '| setting | ' + ' | '.join(f'{n} s{s + 1}' for n in scored for s in range(S)) + ' | '
                   + ' | '.join(f'{n} halt' for n in scored) + ' | halt steps |', '|' + '---|' * (2 + (S + 1) * len(scored))]

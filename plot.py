@@ -101,10 +101,11 @@ def plot_halting(runs, path):
 
 def plot_ablation(runs, path, exact_path=None):
     """Val (or test) loss at the last supervision step vs wall time and vs training FLOPs, a colour per
-    setting (a line per seed). exact_path, where the runs score exact match (data/reasoning): val exact
-    match vs training FLOPs, and val / hard exact match vs the supervision steps the final eval ran (test-time
-    scaling past the dotted line), means over seeds. runs: dicts with name, rows, split, n_sup,
-    flops_per_iter, final (see ablate.run_ablation)."""
+    setting (a line per seed). exact_path, where the runs score exact match (puzzles, data/reasoning): exact
+    match (at the halting step where the runs halt, else the last training step) vs wall time and vs training
+    FLOPs, and val (test) / hard exact match vs the supervision steps the final eval ran (test-time scaling
+    past the dotted line), means over seeds. runs: dicts with name, rows, split, n_sup, flops_per_iter, final
+    (see ablate.run_ablation)."""
     names = list(dict.fromkeys(r['name'] for r in runs))
     colour = {name: f'C{i % 10}' for i, name in enumerate(names)}
     fig, (by_time, by_flops) = plt.subplots(1, 2, figsize=(11, 4))
@@ -124,25 +125,35 @@ def plot_ablation(runs, path, exact_path=None):
     for ax in (by_time, by_flops):
         ax.legend(fontsize=7)
     save(fig, path)
-    if exact_path is None or not any('val_exact_s1' in r['final'] for r in runs):
+    split = runs[0]['split']
+    if exact_path is None or not any(f'{split}_exact_s1' in r['final'] for r in runs):
         return path
-    fig, (by_flops, by_steps) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (by_time, by_flops, by_steps) = plt.subplots(1, 3, figsize=(16, 4))
     for name in names:
         group = [r for r in runs if r['name'] == name]
-        key = f"val_exact_s{group[0]['n_sup']}"
+        key = f"{split}_exact_halt" if f"{split}_exact_halt" in group[0]['final'] else f"{split}_exact_s{group[0]['n_sup']}"
+        for r in group:  # time to accuracy: a line per seed (seeds run at different speeds)
+            t, pts = 0.0, []
+            for row in r['rows']:
+                t = max(t, row['time'])
+                if row['kind'] == 'eval' and key in row:
+                    pts.append((t, row[key]))
+            by_time.plot(*zip(*pts), 'o-', ms=3, color=colour[name], label=name if r is group[0] else None)
         curves = [[(row['iter'] * r['flops_per_iter'], row[key]) for row in r['rows'] if row['kind'] == 'eval' and key in row]
                   for r in group]
         n = min(len(c) for c in curves)
         by_flops.plot([curves[0][i][0] for i in range(n)], [np.mean([c[i][1] for c in curves]) for i in range(n)],
                       'o-', ms=3, color=colour[name], label=name)
-        for split, style in (('val', 'o-'), ('hard', 's--')):
-            steps = [k for k in range(1, 65) if all(f'{split}_exact_s{k}' in r['final'] for r in group)]
-            means = [np.mean([r['final'][f'{split}_exact_s{k}'] for r in group]) for k in steps]
-            by_steps.plot(steps, means, style, ms=3, color=colour[name], label=f'{name} ({split})' if split == 'val' else None)
+        for split_, style in ((split, 'o-'), ('hard', 's--')):
+            steps = [k for k in range(1, 65) if all(f'{split_}_exact_s{k}' in r['final'] for r in group)]
+            means = [np.mean([r['final'][f'{split_}_exact_s{k}'] for r in group]) for k in steps]
+            by_steps.plot(steps, means, style, ms=3, color=colour[name], label=f'{name} ({split_})' if split_ == split else None)
         by_steps.axvline(group[0]['n_sup'] + 0.5, color=colour[name], ls=':', lw=0.8)
-    by_flops.set(xlabel='training FLOPs', ylabel='val exact match, last training step')
+    what = f"{split} exact match (at halting; without a q-head, last step)"
+    by_time.set(xlabel='wall time of training, evals included (s)', ylabel=what)
+    by_flops.set(xlabel='training FLOPs', ylabel=what)
     by_steps.set(xlabel='supervision steps at inference (dashed: hard split)', ylabel='exact match')
-    for ax in (by_flops, by_steps):
+    for ax in (by_time, by_flops, by_steps):
         ax.legend(fontsize=7)
     return save(fig, exact_path)
 

@@ -48,10 +48,16 @@ def test_ablate_grid_writes_table_csv_and_plot_and_plot_py_renders_the_logs(run_
         with open(root / name / 'metrics.jsonl') as f:
             last = [json.loads(line) for line in f if '"eval"' in line][-1]
         assert last['iter'] == 2
+        last_one = last if name == 'one' else last_one
         assert all(float(rows[name][f'test_{m}_s{s}']) == last[f'test_{m}_s{s}'] for m in ('loss', 'exact') for s in (1, 2))
     # T=2 cycles of 2 net calls, the first forward only (2 + 3 x 2 = 8 forward-equivalents) vs 1 cycle of 3 (9)
     assert float(rows['two']['flops_per_token']) > float(rows['one']['flops_per_token'])
     assert (root / 'val_loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # puzzles are scored by exact match: per step and at halting, and exact.png (time to accuracy among its panels)
+    m = re.search(r'^\| one \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$', table, re.M)
+    assert m and [float(v) for v in m.groups()] == [round(last_one[k], 3 if k != 'test_halt_step' else 2) for k in
+                                                    ('test_exact_s1', 'test_exact_s2', 'test_exact_halt', 'test_halt_step')], table
+    assert matplotlib.image.imread(root / 'exact.png').std() > 0.01
     # the plot entry, on the two runs' logs
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'plot.py'), str(root / 'one'), str(root / 'two'),
                            '--to=plots'], cwd=run_dir, capture_output=True, text=True, timeout=120)
