@@ -1,5 +1,7 @@
 # The TRM paper's Sudoku-Extreme setup (arXiv 2510.04871, and the official code's config/arch/trm.yaml):
-#   python data/sudoku/prepare.py --difficulty=extreme && python train.py config/tiny_puzzle.py
+#   python data/sudoku/prepare.py --difficulty=extreme && python train.py config/tiny_puzzle.py   # generated
+#   python data/sudoku/prepare.py --source=hf --subsample=1000 --out_dir=data/sudoku_extreme       # the paper's data
+#   python train.py config/tiny_puzzle.py --dataset=sudoku_extreme   (config/sudoku_extreme_1gpu.py: on one GPU)
 # GPU-sized: batch 768 with 16 supervision steps of 3 x 7 net calls.
 dataset = 'sudoku'
 out_dir = 'out-tiny-puzzle'

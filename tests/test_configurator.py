@@ -70,7 +70,7 @@ def test_help_lists_the_keys_with_defaults_and_exits_0(tmp_path, script, key):
 
 
 @pytest.mark.parametrize('key,value,needle', [
-    ('max_iters', -3, 'max_iters=-3: must be >= 1 (to only evaluate'), ('eval_iters', 0, 'eval_iters=0: must be >= 1'),
+    ('max_iters', -3, 'max_iters=-3: must be >= 1 (to only evaluate'), ('eval_iters', -1, 'eval_iters=-1: must be >= 0'),
     ('dtype', 'int8', "dtype='int8': must be one of '', 'float32'"), ('device', 'gpu', "device='gpu': must be"),
     ('init_from', 'trm:', "init_from='trm:': must be"), ('beta2', 1.0, 'beta2=1.0: must be in [0, 1)'),
     ('learning_rate', 0.0, 'learning_rate=0.0: must be > 0'), ('batch_size', None, 'batch_size=None: must be >= 1'),

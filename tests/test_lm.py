@@ -31,6 +31,10 @@ def test_softmax_cross_entropy_ignores_minus_100_and_the_batch_is_a_shifted_wind
     assert X.tolist()[0] == list(range(3, 11)) and Y.tolist()[1] == list(range(41, 49)) and P is None
     with pytest.raises(ValueError, match='prepare.py'):
         lm.load(str(tmp_path / 'missing'), {'block_size': 8})
+    # eval_iters=0: every window of the split once (starts 0, 8, ..., 40 of 50 - 8), batches spread over the ranks
+    whole = {'eval_iters': 0, 'batch_size': 2}
+    assert [ix.tolist() for ix in lm.eval_rows(data, 'val', None, whole, 0, 1)] == [[0, 8], [16, 24], [32, 40]]
+    assert [ix.tolist() for ix in lm.eval_rows(data, 'val', None, whole, 1, 2)] == [[16, 24]]
 
 
 def test_char_tokenizer_round_trips_and_names_unknown_characters():
