@@ -4,7 +4,8 @@ non-finite weights over a good one, read back with one clear line when they cann
 official TRM code's parameter names, for `--init_from=trm:PATH`.
 
 A checkpoint (ckpt.pt, best.pt) is a dict: model, ema ({model, step, decay} or None), optimizer (keyed
-by parameter name, unsharded), model_args, config, task ('lm', 'puzzle' or 'control'), iter_num,
+by parameter name, unsharded), grokfast (the gradient filter's EMA, keyed by parameter name, unsharded; or
+None), model_args, config, task ('lm', 'puzzle' or 'control'), iter_num,
 best_val_loss, wandb_run_id, system (control: the system the data was solved for), meta (the data's
 meta.pkl / meta.json: a language model's vocabulary, None for GPT-2's), rng.
 """
@@ -20,13 +21,14 @@ from common import write_atomic
 from model import GPT, GPTConfig
 
 
-def gather(model, optimizer, ema, fsdp):
-    """The weights, optimizer state and EMA as full tensors, the optimizer state keyed by parameter name.
-    Collective under FSDP (every rank calls it; rank 0's copy is on the CPU), so a checkpoint saved
-    under FSDP resumes in one process, with DDP or with another number of processes."""
+def gather(model, optimizer, ema, fsdp, grokfast=None):
+    """The weights, optimizer state, EMA and GrokFast state as full tensors, the optimizer and GrokFast state
+    keyed by parameter name. Collective under FSDP (every rank calls it; rank 0's copy is on the CPU), so a
+    checkpoint saved under FSDP resumes in one process, with DDP or with another number of processes."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=fsdp)
     state = {'model': get_model_state_dict(model, options=options),
-             'optimizer': get_optimizer_state_dict(model, optimizer, options=options), 'ema': None}
+             'optimizer': get_optimizer_state_dict(model, optimizer, options=options), 'ema': None,
+             'grokfast': grokfast.state_dict() if grokfast is not None else None}
     if ema is not None:
         state['ema'] = {'model': get_model_state_dict(ema.model, options=options), 'step': ema.step, 'decay': ema.decay}
     return state

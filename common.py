@@ -128,11 +128,11 @@ def runtime(device='', dtype='', local_rank=0):
     return device, device_type, dtype, autocast(dtype, device_type)
 
 
-def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False):
+def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False, grokfast=False):
     """Bytes one training step of `model` (built on any device, 'meta' included) needs, estimated: fp32
-    weights, gradients and AdamW's two moments (and the EMA's copy), plus what autograd keeps of one
-    supervision step. Per token, that is per net call with gradient (n_layer blocks x (n_loops + 1)):
-    attention 4 n_embd + 1.5 qkv width (flash attention keeps no L x L scores), or mlp_t 4 n_embd + 4
+    weights, gradients and AdamW's two moments (and the EMA's copy, GrokFast's gradient EMA), plus what
+    autograd keeps of one supervision step. Per token, that is per net call with gradient (n_layer blocks x
+    (n_loops + 1)): attention 4 n_embd + 1.5 qkv width (flash attention keeps no L x L scores), or mlp_t 4 n_embd + 4
     hidden_t n_embd / L; the MLP 4 n_embd + 4 hidden (SwiGLU; 2 hidden for GELU/SiLU); plus 8 n_embd for
     the embeddings and carried states and 3 fp32 copies of the logits; halt_train: the keys/values of every
     attention site of two steps (model.HaltedKV). Elements are 4 bytes in float32,
@@ -140,7 +140,7 @@ def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False):
     25% of the tensors a real step saves."""
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
-    state = n_params * (16 + 4 * use_ema)
+    state = n_params * (16 + 4 * use_ema + 4 * grokfast)
     D, L, hd = cfg.n_embd, cfg.seq_len, cfg.n_embd // cfg.n_head
     mlp = 4 * D + (4 if cfg.mlp == 'swiglu' else 2) * cfg.hidden_dim
     if cfg.mixer == 'mlp_t':
@@ -177,9 +177,10 @@ def available_memory(device, device_type):
     return free // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
 
 
-def check_memory(model, batch_size, dtype, use_ema, device, device_type, halt_train=False):
+def check_memory(model, batch_size, dtype, use_ema, device, device_type, halt_train=False, grokfast=False):
     """ValueError with one line when train_memory exceeds what the device has free."""
-    need, have = train_memory(model, batch_size, dtype, use_ema, halt_train), available_memory(device, device_type)
+    need = train_memory(model, batch_size, dtype, use_ema, halt_train, grokfast)
+    have = available_memory(device, device_type)
     if have is not None and need > have:
         cfg = model.config
         raise ValueError(f"one training step needs ~{need / 2 ** 30:.1f} GiB (batch_size {batch_size} x "

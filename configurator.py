@@ -115,6 +115,7 @@ TRAIN_RULES = {
     'beta1': fraction(hi_open=True), 'beta2': fraction(hi_open=True),
     'warmup_iters': at_least(0), 'lr_decay_iters': at_least(1), 'min_lr': at_least(0),
     'ema_decay': fraction(), 'max_nonfinite_steps': at_least(1), 'device': DEVICE, 'dtype': DTYPE,
+    'grokfast_alpha': fraction(hi_open=True), 'grokfast_lamb': at_least(0, "0 = off; the paper's: 2.0"),
 }
 
 

@@ -38,6 +38,7 @@ from common import (check_memory, duration, gpt_args, or_exit, prepare_command, 
 from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_defaults
 from ema import EMA
 from evaluate import eval_steps, evaluate
+from grokfast import GrokFast
 from model import GPT, GPTConfig, HaltedKV, halted
 
 # -----------------------------------------------------------------------------
@@ -95,7 +96,7 @@ if schedule == 'trm' and gradient_accumulation_steps != 1:
              "process: set gradient_accumulation_steps to the number of processes")
 with torch.device('meta'):  # the architecture's checks, and its size, before any memory is taken
     sized = or_exit(lambda: GPT(GPTConfig(**model_args)))
-or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type, halt_train)
+or_exit(check_memory, sized, batch_size, dtype, use_ema, device, device_type, halt_train, grokfast_lamb > 0)
 
 # out_dir: a fresh run never replaces a run that is there, unless told to
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
@@ -161,6 +162,7 @@ if init_from.startswith('trm:'):  # evaluate or fine-tune an official TRM checkp
         sys.exit(f"error: {init_from[4:]}: {str(e).splitlines()[0][:300]} (set trm_faithful=True and the official "
                  f"run's sizes: n_embd, n_layer, n_head, mixer, puzzle_emb_ndim, puzzle_emb_len)")
 ema = EMA(model, ema_decay) if use_ema else None
+grokfast = GrokFast(grokfast_alpha, grokfast_lamb) if grokfast_lamb > 0 else None
 if ckpt is not None:  # checkpoints hold full (unsharded) tensors: load them before sharding
     model.load_state_dict(ckpt['model'])
     if ema is not None:
@@ -178,6 +180,8 @@ train_gen = torch.Generator().manual_seed(seed)  # data order: its state is the 
 if ckpt is not None:
     # optimizer state is saved keyed by parameter name and unsharded, so it loads with or without FSDP
     set_optimizer_state_dict(model, optimizer, ckpt['optimizer'], options=StateDictOptions(full_state_dict=True))
+    if grokfast is not None and ckpt.get('grokfast'):  # a run that had it off starts the filter afresh
+        grokfast.load_state_dict(ckpt['grokfast'], model)
     torch.set_rng_state(ckpt['rng']['torch'].cpu())
     train_gen.set_state(ckpt['rng']['data'].cpu())
     if device_type == 'cuda' and ckpt['rng'].get('cuda'):
@@ -298,7 +302,7 @@ def train_trm_step(X, Y, P):
 
 def save_checkpoint(path=ckpt_path):
     """Called on every rank (FSDP gathers collectively); rank 0 writes. True if a checkpoint was written."""
-    state = checkpoint.gather(raw_model, optimizer, ema, fsdp)
+    state = checkpoint.gather(raw_model, optimizer, ema, fsdp, grokfast)
     if not master:
         return False
     ckpt = {
@@ -423,6 +427,8 @@ while True:
         else:
             iter_loss[:k] += train_batch(X, Y, P, k, micro_step == gradient_accumulation_steps - 1).float()
     scaler.unscale_(optimizer)
+    if grokfast is not None:  # once per optimizer step, on the accumulated (and under DDP averaged) gradients;
+        grokfast.step(raw_model)  # before clipping, which then bounds the step taken (the paper's code does not clip)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards
         grad_norm = grad_norm.full_tensor()

@@ -84,6 +84,10 @@ decay_lr = True
 warmup_iters = 50
 lr_decay_iters = 5000
 min_lr = 3e-4
+# GrokFast (Lee et al. 2024): before each optimizer step, grad += lamb * EMA(grad) amplifies the slow part of
+# the gradient, which speeds up grokking (generalisation long after the train loss is down); the paper's values
+grokfast_alpha = 0.98  # the EMA's decay
+grokfast_lamb = 0.0    # the amplification; 0 = off (paper: 2.0)
 # EMA of weights: used for eval and the best checkpoint
 use_ema = True
 ema_decay = 0.999

@@ -74,6 +74,7 @@ def test_help_lists_the_keys_with_defaults_and_exits_0(tmp_path, script, key):
     ('dtype', 'int8', "dtype='int8': must be one of '', 'float32'"), ('device', 'gpu', "device='gpu': must be"),
     ('init_from', 'trm:', "init_from='trm:': must be"), ('beta2', 1.0, 'beta2=1.0: must be in [0, 1)'),
     ('learning_rate', 0.0, 'learning_rate=0.0: must be > 0'), ('batch_size', None, 'batch_size=None: must be >= 1'),
+    ('grokfast_alpha', 1.0, 'grokfast_alpha=1.0: must be in [0, 1)'), ('grokfast_lamb', -1.0, 'grokfast_lamb=-1.0: must be >= 0'),
 ])
 def test_train_rules_refuse_values_out_of_range_in_one_line(key, value, needle):
     config = train_defaults()

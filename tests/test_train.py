@@ -40,8 +40,9 @@ def test_tiny_model_overfits_and_later_steps_are_better(run_dir):
     assert 0.0 <= last['train_act_acc_s3'] <= 1.0
 
 
-def test_resume_gives_identical_weights(run_dir):
-    common = ['--max_iters=8', '--lr_decay_iters=8', '--eval_interval=4', '--dropout=0.1', '--n_sup=2']
+@pytest.mark.parametrize('extra', [[], ['--grokfast_lamb=2.0']])  # GrokFast: its gradient EMA is checkpointed too
+def test_resume_gives_identical_weights(run_dir, extra):
+    common = ['--max_iters=8', '--lr_decay_iters=8', '--eval_interval=4', '--dropout=0.1', '--n_sup=2', *extra]
     run_train(run_dir, '--out_dir=straight', *common)
     run_train(run_dir, '--out_dir=split', *common, '--max_iters=4')
     run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
@@ -53,9 +54,17 @@ def test_resume_gives_identical_weights(run_dir):
     for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
         assert torch.equal(sa['exp_avg'], sb['exp_avg'])
     assert torch.equal(a['rng']['data'], b['rng']['data'])
-    # the resumed run appended to the same metrics log
-    iters = [r['iter'] for r in read_metrics(run_dir / 'split') if r['kind'] == 'train']
-    assert iters == list(range(1, 9))
+    if extra:
+        assert a['grokfast'].keys() == b['grokfast'].keys() and a['grokfast']
+        assert all(torch.equal(a['grokfast'][n], b['grokfast'][n]) for n in a['grokfast'])
+    else:
+        assert a['grokfast'] is None
+    # the resumed run appended to the same metrics log, and its losses are the straight run's
+    trains = [{k: v for k, v in r.items() if k.startswith('loss')} | {'iter': r['iter']}
+              for r in read_metrics(run_dir / 'split') if r['kind'] == 'train']
+    assert [r['iter'] for r in trains] == list(range(1, 9))
+    assert trains == [{k: v for k, v in r.items() if k.startswith('loss')} | {'iter': r['iter']}
+                      for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
 
 
 def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
@@ -332,6 +341,20 @@ def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir, 
         out = subprocess.run([sys.executable, os.path.join(ROOT, 'sample.py'), '--out_dir=two', '--num_samples=1',
                               '--max_new_tokens=5', '--device=cpu'], cwd=run_dir, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_grokfast_filters_the_accumulated_gradient_once_per_step(run_dir):
+    # 2 micro-batches of 2 rows and 1 of 4 give the same gradient, so the same filtered one (filtering each
+    # micro-batch's share would not); alpha 0.5: the EMA moves enough in 3 steps to tell
+    common = ['--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--use_ema=False', '--dtype=float32',
+              '--grokfast_lamb=2.0', '--grokfast_alpha=0.5']
+    run_train(run_dir, '--out_dir=two', *common, '--batch_size=2', '--gradient_accumulation_steps=2')
+    run_train(run_dir, '--out_dir=one', *common, '--batch_size=4')
+    a, b = load(run_dir / 'two' / 'ckpt.pt'), load(run_dir / 'one' / 'ckpt.pt')
+    for part in ('model', 'grokfast'):
+        assert a[part].keys() == b[part].keys() and a[part]
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-4, atol=1e-5)
 
 
 def test_fsdp_needs_torchrun(run_dir):
