@@ -17,6 +17,7 @@ line naming the key, the value and the fix.
 """
 import ast
 import difflib
+import math
 import os
 import re
 import sys
@@ -116,6 +117,8 @@ TRAIN_RULES = {
     'warmup_iters': at_least(0), 'lr_decay_iters': at_least(1), 'min_lr': at_least(0),
     'ema_decay': fraction(), 'max_nonfinite_steps': at_least(1), 'device': DEVICE, 'dtype': DTYPE,
     'grokfast_alpha': fraction(hi_open=True), 'grokfast_lamb': at_least(0, "0 = off; the paper's: 2.0"),
+    'early_stop_value': ((lambda v: math.isfinite(v)), "a finite number", ''),
+    'early_stop_mode': one_of('', 'max', 'min'),
 }
 
 

@@ -14,6 +14,7 @@ the same for every task. Two schedules:
   trm    one supervision step and one optimizer step per batch; (y, z) carry over to the next batch, and
          the rows that halted are replaced by fresh ones (the TRM paper's)
 """
+import difflib
 import gc
 import json
 import math
@@ -350,6 +351,27 @@ def get_lr(it, elapsed=0.0):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
+# early stopping: a metric like a loss (by its name, or early_stop_mode) stops at <= the target, others at >=
+stop_mode = early_stop_mode or ('min' if any(w in early_stop_metric for w in ('loss', 'cost', 'err', 'mse')) else 'max')
+
+
+def target_reached(metrics):
+    """Whether an eval's early_stop_metric meets early_stop_value. The names are known at the run's first eval,
+    which checks it before anything is logged or saved: an unknown one exits with one line. Rank 0 decides for
+    every rank (a task's whole-split metrics, control's rollouts, are computed per rank: the last bit may differ)."""
+    names = [k for k, v in metrics.items() if not isinstance(v, (list, str))]
+    if early_stop_metric not in names:
+        near = difflib.get_close_matches(early_stop_metric, names, n=4, cutoff=0.5) or names[:4]
+        sys.exit(f"error: early_stop_metric={early_stop_metric!r} is not a metric this run's evals log (close: "
+                 f"{', '.join(near)}; see the eval rows of metrics.jsonl)" if master else 1)
+    value = metrics[early_stop_metric]
+    reached = torch.tensor(float(value <= early_stop_value if stop_mode == 'min' else value >= early_stop_value),
+                           device=device)
+    if ddp:
+        dist.broadcast(reached, 0)
+    return bool(reached.item())
+
+
 if wandb_log and master:
     import wandb
     wandb_run_id = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id,
@@ -391,8 +413,11 @@ while True:
     for group in optimizer.param_groups:
         group['lr'] = lr * group.get('lr_scale', 1.0)
 
-    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+    # with a target, a resumed run evaluates at once: one stopped early stops again, and the name is checked
+    first_eval = early_stop_metric and iter_num == start_iter
+    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only or first_eval:
         metrics = evaluate(ema.model if ema is not None else raw_model, task, data, config, run)
+        reached = bool(early_stop_metric) and not eval_only and target_reached(metrics)
         val = task.SPLITS[1]  # picks best.pt: the loss of training's last step
         val_loss = metrics[f'{val}_loss_s{S}']
         if master:
@@ -406,10 +431,22 @@ while True:
         log_metrics({'iter': iter_num, 'kind': 'eval', 'time': time.time() - t_start, 'lr': lr, **metrics})
         improved = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
-        if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint):
-            if save_checkpoint() and improved:
+        saved = False
+        if iter_num > start_iter and not eval_only and (improved or always_save_checkpoint or reached):
+            saved = save_checkpoint()
+            if saved and improved:
                 checkpoint.link_best(out_dir)
         t_log = time.time()  # eval time is not training time
+        if reached:
+            value = metrics[early_stop_metric]
+            log_metrics({'iter': iter_num, 'kind': 'early_stop', 'time': time.time() - t_start,
+                         'metric': early_stop_metric, 'value': value, 'target': early_stop_value, 'mode': stop_mode})
+            if master:
+                print(f"early stop at iter {iter_num}: {early_stop_metric} {value:.4g} "
+                      f"{'<=' if stop_mode == 'min' else '>='} {early_stop_value:g}, the target; "
+                      + (f"{ckpt_path} saved" if saved else f"{ckpt_path} not written" if iter_num > start_iter else
+                         "nothing trained (to train past it, change early_stop_value or early_stop_metric)"))
+            break
     if iter_num >= max_iters or eval_only:
         break
 

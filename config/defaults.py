@@ -88,6 +88,10 @@ min_lr = 3e-4
 # the gradient, which speeds up grokking (generalisation long after the train loss is down); the paper's values
 grokfast_alpha = 0.98  # the EMA's decay
 grokfast_lamb = 0.0    # the amplification; 0 = off (paper: 2.0)
+# early stopping: when an eval reaches the target, evaluate, checkpoint and stop (as max_seconds does)
+early_stop_metric = ''   # a metric as evals log it in metrics.jsonl ('test_exact_halt', 'val_loss_s2'); '' = off
+early_stop_value = 0.0   # the target
+early_stop_mode = ''     # 'min' (stop at <= value), 'max' (>=); '' = min for names with loss/cost/err/mse, else max
 # EMA of weights: used for eval and the best checkpoint
 use_ema = True
 ema_decay = 0.999

@@ -75,6 +75,8 @@ def test_help_lists_the_keys_with_defaults_and_exits_0(tmp_path, script, key):
     ('init_from', 'trm:', "init_from='trm:': must be"), ('beta2', 1.0, 'beta2=1.0: must be in [0, 1)'),
     ('learning_rate', 0.0, 'learning_rate=0.0: must be > 0'), ('batch_size', None, 'batch_size=None: must be >= 1'),
     ('grokfast_alpha', 1.0, 'grokfast_alpha=1.0: must be in [0, 1)'), ('grokfast_lamb', -1.0, 'grokfast_lamb=-1.0: must be >= 0'),
+    ('early_stop_value', float('inf'), 'early_stop_value=inf: must be a finite number'),
+    ('early_stop_mode', 'up', "early_stop_mode='up': must be one of '', 'max', 'min'"),
 ])
 def test_train_rules_refuse_values_out_of_range_in_one_line(key, value, needle):
     config = train_defaults()

@@ -343,6 +343,38 @@ def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir, 
         assert out.returncode == 0, out.stderr[-2000:]
 
 
+@pytest.mark.parametrize('fsdp', [False, True])
+def test_grokfast_and_early_stop_under_torchrun_match_one_process(run_dir, fsdp):
+    # GrokFast filters gradients already averaged over the ranks (DDP) or their shards (FSDP): 2 processes follow
+    # 1; the early stop is decided by rank 0 for both ranks, at the eval where the target is reached
+    common = ['--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2', '--n_sup=2', '--gradient_accumulation_steps=4',
+              '--use_ema=False', '--grokfast_lamb=2.0']
+    run_train(run_dir, '--out_dir=one', *common, '--max_iters=3')
+    first, last = [r['val_loss_s2'] for r in read_metrics(run_dir / 'one') if r['kind'] == 'eval']
+    target = (first + last) / 2  # reached at iter 3, not at 0 (2 processes evaluate other batches: ~1% apart)
+    proc = torchrun(run_dir, '--out_dir=two', f'--fsdp={fsdp}', *common, '--max_iters=6',
+                    '--early_stop_metric=val_loss_s2', f'--early_stop_value={target}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('early stop at iter 3: val_loss_s2') == 1, (first, last, proc.stdout[-2000:])
+    a, b = load(run_dir / 'one' / 'ckpt.pt'), load(run_dir / 'two' / 'ckpt.pt')
+    assert a['iter_num'] == b['iter_num'] == 3
+    for part in ('model', 'grokfast'):  # FSDP saves full tensors, gathered from the shards
+        assert a[part].keys() == b[part].keys() and a[part]
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-4, atol=1e-5)
+    if fsdp:  # the filter's state moves between process counts: FSDP -> 1 process, and 1 process -> FSDP
+        shutil.copytree(run_dir / 'one', run_dir / 'one_fsdp')
+        more = [*common, '--max_iters=4', '--init_from=resume']
+        run_train(run_dir, '--out_dir=two', *more)
+        proc = torchrun(run_dir, '--out_dir=one_fsdp', '--fsdp=True', *more)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        a, b = load(run_dir / 'two' / 'ckpt.pt'), load(run_dir / 'one_fsdp' / 'ckpt.pt')
+        assert a['iter_num'] == b['iter_num'] == 4
+        for part in ('model', 'grokfast'):
+            for k in a[part]:
+                torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-4, atol=1e-5)
+
+
 def test_grokfast_filters_the_accumulated_gradient_once_per_step(run_dir):
     # 2 micro-batches of 2 rows and 1 of 4 give the same gradient, so the same filtered one (filtering each
     # micro-batch's share would not); alpha 0.5: the EMA moves enough in 3 steps to tell
@@ -562,6 +594,44 @@ def test_max_seconds_stops_with_a_final_eval(run_dir):
     assert evals[-1]['time'] >= 2 and os.path.exists(run_dir / 'out' / 'ckpt.pt')
     lrs = [r['lr'] for r in rows if r['kind'] == 'train']  # the cosine spans the budget (3e-3 down to 3e-4)
     assert lrs == sorted(lrs, reverse=True) and 3e-4 <= lrs[-1] < 3e-3
+
+
+def test_early_stop_at_a_target_checkpoints_and_stops(run_dir):
+    common = ['--max_iters=24', '--lr_decay_iters=24', '--eval_interval=4', '--early_stop_metric=val_loss_s1']
+    # a target never reached: the run goes to max_iters
+    proc = run_train(run_dir, '--out_dir=full', *common, '--early_stop_value=0.0')
+    rows = read_metrics(run_dir / 'full')
+    evals = [r for r in rows if r['kind'] == 'eval']
+    assert evals[-1]['iter'] == 24 and 'early stop' not in proc.stdout and {r['kind'] for r in rows} == {'eval', 'train'}
+    # a target reached mid-run (the loss of the eval at iter 12): the first eval at or below it stops the run
+    target = evals[3]['val_loss_s1']
+    stop = next(r['iter'] for r in evals if r['val_loss_s1'] <= target)
+    assert 0 < stop <= 12
+    proc = run_train(run_dir, '--out_dir=early', *common, f'--early_stop_value={target!r}')
+    assert f'early stop at iter {stop}: val_loss_s1 ' in proc.stdout and 'early/ckpt.pt saved' in proc.stdout
+    rows = read_metrics(run_dir / 'early')
+    assert max(r['iter'] for r in rows) == stop and rows[-2]['kind'] == 'eval'
+    assert {k: v for k, v in rows[-1].items() if k != 'time'} == {
+        'iter': stop, 'kind': 'early_stop', 'metric': 'val_loss_s1', 'value': rows[-2]['val_loss_s1'],
+        'target': target, 'mode': 'min'}
+    ckpt = run_dir / 'early' / 'ckpt.pt'
+    assert load(ckpt)['iter_num'] == stop
+    # resumed with its target, it evaluates at once and stops again, untrained
+    before = ckpt.read_bytes()
+    proc = run_train(run_dir, '--out_dir=early', *common, f'--early_stop_value={target!r}', '--init_from=resume')
+    assert f'early stop at iter {stop}: ' in proc.stdout and 'nothing trained' in proc.stdout
+    assert ckpt.read_bytes() == before and read_metrics(run_dir / 'early')[-1] | {'time': 0} == rows[-1] | {'time': 0}
+    # a name the evals do not log: one line naming close ones, before anything is logged or saved
+    log = (run_dir / 'early' / 'metrics.jsonl').read_bytes()
+    proc = run_train(run_dir, '--out_dir=early', *common, '--early_stop_metric=val_los_s1', '--init_from=resume',
+                     '--early_stop_value=3.0', check=False)
+    line = one_line_error(proc)
+    assert "early_stop_metric='val_los_s1'" in line and 'val_loss_s1' in line
+    assert ckpt.read_bytes() == before and (run_dir / 'early' / 'metrics.jsonl').read_bytes() == log
+    # not a loss: stops at >= (an accuracy of at least 0 is reached by the untrained model: nothing to save)
+    proc = run_train(run_dir, '--out_dir=acc', *common, '--early_stop_metric=val_act_acc_s1')
+    assert 'early stop at iter 0: val_act_acc_s1 ' in proc.stdout and ' >= 0, the target; nothing trained' in proc.stdout
+    assert not (run_dir / 'acc' / 'ckpt.pt').exists()
 
 
 def test_metrics_are_as_recorded(tmp_path):
