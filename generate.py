@@ -63,7 +63,8 @@ class KVCache:
 
 
 def sites_per_step(config):
-    """Attention sites of one supervision step (cache entries per step)."""
+    """Attention sites of one supervision step (cache entries per step): one per block call, whichever
+    stack runs it (with separate_nets the y updates' sites are those of the y stack's blocks)."""
     calls = config.T_recursion * (config.n_loops + 1) if config.recursion else 1
     return config.n_layer * calls
 

@@ -7,7 +7,7 @@ nanoTRM model: one small stack of transformer blocks applied recursively (TRM).
         for c in 1..T_recursion:              # all but the last cycle under no_grad
             for i in 1..n_loops:
                 z = net(z, x + y)             # latent reasoning sees the input
-            y = net(y, z)                     # answer update does not
+            y = net(y, z)                     # answer update does not (separate_nets: its own blocks)
         logits_s, q_s = head(y), q_head(y)
         y, z = y.detach(), z.detach()
 
@@ -57,6 +57,7 @@ class GPTConfig:
     n_outputs: int = 0            # > 0: a linear head of this width (control) instead of logits over the vocabulary
     trm_faithful: bool = False    # the official TRM code's numerics: sqrt(n_embd)-scaled embeddings, weightless
                                   # fp32 RMSNorms, SwiGLU widths rounded to 256, a 2-logit q-head, LeCun init
+    separate_nets: bool = False   # the y update gets its own n_layer blocks (HRM's H and L modules), z keeps `blocks`
 
     def __post_init__(self):
         if not self.norm_position:
@@ -85,6 +86,8 @@ class GPTConfig:
                 raise ValueError(f"{key}={getattr(self, key)!r} is not one of {allowed}")
         if self.mixer == 'mlp_t' and self.causal:
             raise ValueError("mixer='mlp_t' mixes every position with every other: set causal=False")
+        if self.separate_nets and not self.recursion:
+            raise ValueError("separate_nets=True gives the recursion's y update its own blocks: set recursion=True")
 
     @property
     def prefix_len(self):
@@ -248,6 +251,7 @@ class GPT(nn.Module):
             self.puzzle_emb = nn.Embedding(config.num_puzzle_ids, config.puzzle_emb_ndim)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.blocks_y = nn.ModuleList([Block(config) for _ in range(config.n_layer)]) if config.separate_nets else None
         # pre-norm needs a final norm: it ends the plain GPT and keeps recursive states bounded
         self.norm_f = make_norm(config) if config.norm_position == 'pre' else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.n_outputs or config.vocab_size, bias=False)
@@ -304,14 +308,15 @@ class GPT(nn.Module):
     def n_sup(self):
         return self.config.n_sup if self.config.recursion else 1
 
-    def net(self, h, inj=None, cache=None, pos=0):
-        """The one block stack, shared by every call of the recursion. pos: position of h's first token."""
+    def net(self, h, inj=None, cache=None, pos=0, blocks=None):
+        """A block stack over h + inj: `blocks` (default: the one stack every call of the recursion shares;
+        with separate_nets the y update passes its own). pos: position of h's first token."""
         rows = getattr(cache, 'positions', None)  # a KVCache's slots of the new tokens
         rows = slice(pos, pos + h.size(1)) if rows is None else rows
         cos, sin = self.rope_cos[rows, None], self.rope_sin[rows, None]
         if inj is not None:
             h = h + inj
-        for block in self.blocks:
+        for block in self.blocks if blocks is None else blocks:
             h = block(h, cos, sin, cache)
         return self.norm_f(h)
 
@@ -337,7 +342,7 @@ class GPT(nn.Module):
     def cycle(self, x, y, z, cache=None, pos=0):
         for _ in range(self.config.n_loops):
             z = self.net(z, x + y, cache, pos)
-        y = self.net(y, z, cache, pos)
+        y = self.net(y, z, cache, pos, self.blocks_y)  # blocks_y: None (the shared stack) unless separate_nets
         return y, z
 
     def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
@@ -386,7 +391,8 @@ class GPT(nn.Module):
         cycle and the heads forward + backward (3x). Matmul FLOPs only (norms, rope, softmax ignored);
         attention as nanoGPT/PaLM count it (QK^T and AV over the whole sequence, causal or not). The net
         also runs over a puzzle prefix; the output head reads the tokens only; a per-sequence q-head
-        (bidirectional models) reads one position."""
+        (bidirectional models) reads one position. separate_nets adds parameters, not FLOPs: the same
+        calls, the y updates through a second stack of the same size."""
         cfg = self.config
         L = seq_len or cfg.block_size
         n_pos = L + cfg.prefix_len  # positions the net runs over

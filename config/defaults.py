@@ -48,6 +48,8 @@ mixer = 'attention'     # or mlp_t: TRM's MLP over the sequence axis, for small 
 puzzle_emb_ndim = 0     # > 0: a learned per-puzzle embedding laid over a prefix of the sequence (ARC)
 puzzle_emb_len = 0      # its positions (0: ceil(puzzle_emb_ndim / n_embd))
 trm_faithful = False    # compute exactly what the official TRM code computes (see model.py)
+separate_nets = False   # the y update gets its own n_layer blocks, as HRM's H/L modules; the TRM paper found one
+                        # shared net better on Sudoku (block parameters double, FLOPs stay)
 # deep supervision: loss = sum_s w_s loss_s + improvement term + ACT term
 supervision_weight_base = 1.0   # w_s ~ base ** ((s-1)/(n_sup-1)); 1 = uniform
 improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())

@@ -362,6 +362,54 @@ def test_returned_state_is_detached_and_next_step_is_independent(T):
     assert_grads_close(g2, grads(m))
 
 
+@pytest.mark.parametrize('norm_position', ['post', 'pre'])
+def test_separate_nets_with_equal_stacks_are_the_shared_net(norm_position):
+    # blocks_y a copy of blocks: the same logits, q and states as the shared net, and its gradient split
+    # between the two stacks (the z updates' part in blocks, the y updates' in blocks_y)
+    shared = build(norm_position=norm_position, **GRAD_CFG)
+    separate = build(separate_nets=True, norm_position=norm_position, **GRAD_CFG)
+    sd = shared.state_dict()
+    separate.load_state_dict(dict(sd, **{'blocks_y.' + k[7:]: v for k, v in sd.items() if k.startswith('blocks.')}))
+    idx, targets, q_targets = _data(shared)
+    outs = []
+    for m in (shared, separate):
+        logits, q, y, z = m(idx)
+        step_loss(logits, q, targets, q_targets).backward()
+        outs.append((logits, q, y, z))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    g_shared, g_sep = grads(shared), grads(separate)
+    assert all(g is not None for g in g_sep.values())  # both stacks are used by the last cycle
+    for n, g in g_shared.items():
+        expect = g_sep[n] + g_sep['blocks_y.' + n[7:]] if n.startswith('blocks.') else g_sep[n]
+        torch.testing.assert_close(g, expect, rtol=1e-10, atol=1e-12, msg=n)
+
+
+def test_separate_nets_update_z_with_blocks_and_y_with_blocks_y():
+    # one cycle of one loop from the inits: z = blocks(z0, x + y0) does not see blocks_y; y = blocks_y(y0, z) does
+    m = build(separate_nets=True, n_loops=1, T_recursion=1, n_sup=1)
+    idx = torch.randint(0, 37, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, _, y, z = m(idx)
+        for stack, z_changes in (('blocks_y', False), ('blocks', True)):
+            saved = {n: p.clone() for n, p in m.named_parameters()}
+            for n, p in m.named_parameters():
+                if n.startswith(stack + '.'):
+                    p.mul_(1.5)
+            _, _, y2, z2 = m(idx)
+            assert (z2 - z).abs().max() > 1e-6 if z_changes else torch.equal(z2, z), stack
+            assert (y2 - y).abs().max() > 1e-6, stack
+            for n, p in m.named_parameters():
+                p.copy_(saved[n])
+    # the y stack is initialised as the shared one, with its own draws
+    fresh = GPT(tiny(separate_nets=True, n_layer=4))
+    assert abs(fresh.blocks_y[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
+    assert abs(fresh.blocks_y[0].attn.c_proj.weight.std().item() - 0.02 / math.sqrt(8)) < 0.001
+    assert not torch.equal(fresh.blocks_y[0].mlp.c_fc.weight, fresh.blocks[0].mlp.c_fc.weight)
+    faithful = GPT(tiny(separate_nets=True, trm_faithful=True))  # and as the official code would: LeCun normal
+    assert abs(faithful.blocks_y[0].mlp.c_fc.weight.std().item() - 1 / math.sqrt(32)) < 0.01
+
+
 # ---------------------------------------------------------------- 5. causality
 
 CAUSAL_CFG = dict(n_sup=3, T_recursion=2, n_loops=2, n_head=4, n_kv_head=2)
@@ -435,7 +483,7 @@ def test_states_stay_bounded_over_full_recursion(preset, norm_position, scale):
 def _hand_count(cfg, learnable=False):
     D, hd, H = cfg.n_embd, cfg.n_embd // cfg.n_head, cfg.hidden_dim
     per_layer = D * (cfg.n_head + 2 * cfg.n_kv_head) * hd + D * D + D * 2 * H + H * D + 2 * D
-    n = cfg.n_layer * per_layer + cfg.vocab_size * D * (1 if cfg.tie_weights else 2)
+    n = (2 if cfg.separate_nets else 1) * cfg.n_layer * per_layer + cfg.vocab_size * D * (1 if cfg.tie_weights else 2)
     n += D if cfg.norm_position == 'pre' else 0
     n += D + 1 if cfg.recursion and cfg.act else 0
     n += 2 * D if learnable else 0
@@ -444,7 +492,8 @@ def _hand_count(cfg, learnable=False):
 
 @pytest.mark.parametrize('tie', [False, True])
 @pytest.mark.parametrize('kw', [dict(), dict(recursion=False, norm_position='pre'),
-                                dict(learnable_inits=True), dict(act=False, norm_position='pre')])
+                                dict(learnable_inits=True), dict(act=False, norm_position='pre'),
+                                dict(separate_nets=True)])
 def test_num_params(tie, kw):
     m = GPT(tiny(tie_weights=tie, **kw))
     all_params = [p for _, p in m.named_parameters(remove_duplicate=False)]
@@ -457,6 +506,17 @@ def test_num_params(tie, kw):
         assert m.get_num_params(non_embedding=True) == total
     else:
         assert m.get_num_params(non_embedding=True) == total - emb
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(mixer='mlp_t', causal=False), dict(norm_position='pre', tie_weights=True)])
+def test_separate_nets_add_one_stack_of_parameters_and_no_flops(kw):
+    shared, separate = GPT(tiny(**kw)), GPT(tiny(separate_nets=True, **kw))
+    stack = sum(p.numel() for p in shared.blocks.parameters())
+    assert sum(p.numel() for p in separate.blocks_y.parameters()) == stack
+    for non_embedding in (True, False):
+        assert separate.get_num_params(non_embedding) == shared.get_num_params(non_embedding) + stack
+    assert separate.flops_per_token() == shared.flops_per_token()  # the same calls, of stacks of the same size
+    assert shared.blocks_y is None and not any(k.startswith('blocks_y') for k in shared.state_dict())
 
 
 def test_tied_count_is_untied_minus_one_embedding():
@@ -508,7 +568,9 @@ def test_flops_recursive(act):
 @pytest.mark.parametrize('kw', [dict(recursion=False), dict(n_loops=2, T_recursion=2, n_sup=2),
                                 dict(n_loops=1, T_recursion=1, n_sup=2, act=False),
                                 dict(mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1),
-                                dict(causal=False, puzzle_emb_ndim=100, n_loops=1, T_recursion=2, n_sup=1)])
+                                dict(causal=False, puzzle_emb_ndim=100, n_loops=1, T_recursion=2, n_sup=1),
+                                dict(separate_nets=True, n_loops=2, T_recursion=2, n_sup=2),
+                                dict(separate_nets=True, mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1)])
 def test_flops_per_token_equals_torch_flop_counter(kw):
     # torch's own count of the matmul FLOPs of a real training iteration (n_sup steps, each with its
     # backward; attention through the math backend, whose matmuls the counter sees) equals
@@ -543,6 +605,8 @@ def test_flops_per_token_equals_torch_flop_counter(kw):
     (dict(block_size=-1), 'block_size=-1: must be >= 1'),
     (dict(dropout=1.0), r'dropout=1.0: must be in \[0, 1\)'),
     (dict(expansion=0.0), 'expansion=0.0: must be > 0'),
+    (dict(separate_nets=True, recursion=False), "separate_nets=True gives the recursion's y update its own blocks: "
+                                                "set recursion=True"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
