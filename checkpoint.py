@@ -107,6 +107,9 @@ def from_official_trm(state_dict, model):
     """Our state dict for `model` (a trm_faithful GPT) from a state dict saved by the official TRM code
     (prefixes such as _orig_mod. and model.inner. are dropped). ValueError naming any official tensor
     that has no place here, any of ours left without a value, and any shape that differs."""
+    if model.config.separate_nets:  # models/recursive_reasoning/trm.py updates z_L and z_H with one L_level
+        raise ValueError("the official TRM code has one net (L_level) for both updates: no weights for "
+                         "separate_nets=True's second stack")
     ours, out, unmapped = model.state_dict(), {}, []
     official = {re.sub(r'^(_orig_mod\.)?(model\.)?(inner\.)?', '', k): v for k, v in state_dict.items()}
     init = {k: official.pop(k) for k in ('H_init', 'L_init') if k in official}

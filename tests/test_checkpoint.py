@@ -32,6 +32,28 @@ def test_official_trm_names_map_and_mismatches_are_named():
         from_official_trm(bad, m)
 
 
+def test_official_trm_has_no_second_stack_for_separate_nets():
+    # the official trm.py updates both states with one L_level: a separate_nets model has no official weights
+    m = GPT(GPTConfig(block_size=9, vocab_size=11, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, causal=False,
+                      trm_faithful=True, separate_nets=True))
+    with pytest.raises(ValueError, match=r"one net \(L_level\) for both updates.*separate_nets=True"):
+        from_official_trm({}, m)
+
+
+def test_separate_nets_checkpoint_reads_back_both_stacks(tmp_path):
+    torch.manual_seed(0)
+    args = {'block_size': 8, 'vocab_size': 11, 'n_layer': 2, 'n_head': 2, 'n_kv_head': 2, 'n_embd': 16,
+            'separate_nets': True}
+    m = GPT(GPTConfig(**args))
+    path = str(tmp_path / 'ckpt.pt')
+    assert checkpoint.save({'model': m.state_dict(), 'ema': None, 'model_args': args, 'config': {}, 'task': 'lm'}, path)
+    loaded, _ = checkpoint.load_model(path)
+    assert sum(k.startswith('blocks_y.') for k in loaded.state_dict()) == sum(k.startswith('blocks.') for k in m.state_dict())
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in m.state_dict().items())
+    idx = torch.randint(0, 11, (1, 8))
+    assert torch.equal(loaded(idx)[0], m.eval()(idx)[0])
+
+
 def test_written_checkpoints_read_back_and_old_ones_get_their_task(tmp_path):
     torch.manual_seed(0)
     m = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_kv_head=2, n_embd=16))
