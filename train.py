@@ -40,7 +40,7 @@ from configurator import DEFAULTS_FILE, TRAIN_RULES, from_command_line, train_de
 from ema import EMA
 from evaluate import eval_steps, evaluate
 from grokfast import GrokFast
-from model import GPT, GPTConfig, HaltedKV, halted
+from model import GPT, Block, GPTConfig, HaltedKV, halted
 
 # -----------------------------------------------------------------------------
 # config: every key and its default is in config/defaults.py; config files and --key=value override them
@@ -169,8 +169,8 @@ if ckpt is not None:  # checkpoints hold full (unsharded) tensors: load them bef
     if ema is not None:
         ema.load_state_dict(ckpt['ema'])
 for m in [model] + ([ema.model] if ema is not None else []):
-    if fsdp:  # each block is one all-gather; the root holds the embeddings and heads
-        for block in m.blocks:
+    if fsdp:  # each block, of either stack, is one all-gather; the root holds the embeddings and heads
+        for block in [b for b in m.modules() if isinstance(b, Block)]:
             fully_shard(block)
         fully_shard(m)
     m.to(device)

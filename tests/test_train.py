@@ -67,6 +67,35 @@ def test_resume_gives_identical_weights(run_dir, extra):
                       for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
 
 
+def test_separate_nets_train_both_stacks_and_resume_exactly(run_dir):
+    common = ['--separate_nets=True', '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=3', '--n_sup=2',
+              '--learning_rate=1e-2']
+    run_train(run_dir, '--out_dir=straight', *common)
+    run_train(run_dir, '--out_dir=split', *common, '--max_iters=3')
+    half = load(run_dir / 'split' / 'ckpt.pt')
+    run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
+    a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
+    assert a['model_args']['separate_nets'] and a['iter_num'] == b['iter_num'] == 6
+    stacks = {s: [k for k in a['model'] if k.startswith(s + '.')] for s in ('blocks', 'blocks_y')}
+    assert len(stacks['blocks_y']) == len(stacks['blocks']) > 0
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+        assert torch.equal(a['ema']['model'][k], b['ema']['model'][k]), k
+    for k in stacks['blocks'] + stacks['blocks_y']:  # both stacks train
+        assert not torch.equal(half['model'][k], b['model'][k]), k
+    losses = [r['loss_s2'] for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
+    assert losses[-1] < losses[0], losses
+
+
+def test_separate_nets_without_recursion_or_from_official_trm_is_one_line(run_dir):
+    torch.save({}, run_dir / 'official.pt')
+    cases = {'no recursion': (['--separate_nets=True', '--recursion=False'], "set recursion=True"),
+             'official TRM': (['--separate_nets=True', '--trm_faithful=True', '--init_from=trm:official.pt'],
+                              "one net (L_level) for both updates")}
+    for name, proc in run_all(run_dir, cases, prefix=TINY).items():
+        assert cases[name][1] in one_line_error(proc), name
+
+
 def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
     proc = run_train(run_dir, '--out_dir=out', '--max_iters=3', '--eval_interval=3')
     # the log says where the run is, and where it ended
@@ -341,6 +370,19 @@ def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir, 
         out = subprocess.run([sys.executable, os.path.join(ROOT, 'sample.py'), '--out_dir=two', '--num_samples=1',
                               '--max_new_tokens=5', '--device=cpu'], cwd=run_dir, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_fsdp_with_separate_nets_matches_ddp(run_dir):
+    # the same ranks and summation order with the blocks of both stacks sharded and without: the same weights
+    common = ['--separate_nets=True', '--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2',
+              '--n_sup=2', '--gradient_accumulation_steps=2', '--use_ema=False']
+    for out_dir, fsdp in (('ddp', False), ('fsdp', True)):
+        proc = torchrun(run_dir, f'--out_dir={out_dir}', f'--fsdp={fsdp}', *common)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load(run_dir / 'ddp' / 'ckpt.pt')['model'], load(run_dir / 'fsdp' / 'ckpt.pt')['model']
+    assert a.keys() == b.keys() and any(k.startswith('blocks_y.') for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 @pytest.mark.parametrize('fsdp', [False, True])
