@@ -23,6 +23,7 @@ import random
 import signal
 import sys
 import time
+from dataclasses import fields
 from types import SimpleNamespace
 
 import torch
@@ -144,7 +145,8 @@ wandb_run_id = None
 ckpt = None
 if init_from == 'resume':
     ckpt = or_exit(checkpoint.read, ckpt_path, device)
-    differ = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
+    saved = {**{f.name: f.default for f in fields(GPTConfig)}, **ckpt['model_args']}  # keys added since: defaults
+    differ = {k: (saved[k], v) for k, v in model_args.items() if saved[k] != v}
     if differ:
         sys.exit("error: the config does not match the checkpoint's architecture: " +
                  ", ".join(f"{k}={new!r} (checkpoint: {old!r})" for k, (old, new) in differ.items()))

@@ -96,6 +96,21 @@ def test_separate_nets_without_recursion_or_from_official_trm_is_one_line(run_di
         assert cases[name][1] in one_line_error(proc), name
 
 
+def test_checkpoint_without_a_newer_model_key_resumes_with_its_default(run_dir):
+    # a run written before a model key existed ran as its default does: resume compares it so
+    common = ['--max_iters=3', '--lr_decay_iters=3', '--eval_interval=2']
+    run_train(run_dir, '--out_dir=old', *common, '--max_iters=2')
+    path = run_dir / 'old' / 'ckpt.pt'
+    ckpt = load(path)
+    del ckpt['model_args']['separate_nets']
+    torch.save(ckpt, path)
+    run_train(run_dir, '--out_dir=old', *common, '--init_from=resume')
+    assert load(path)['iter_num'] == 3
+    proc = run_train(run_dir, '--out_dir=old', *common, '--init_from=resume', '--max_iters=4', '--separate_nets=True',
+                     check=False)
+    assert 'separate_nets=True (checkpoint: False)' in one_line_error(proc)
+
+
 def test_checkpoint_is_clean_and_holds_raw_and_ema_weights(run_dir):
     proc = run_train(run_dir, '--out_dir=out', '--max_iters=3', '--eval_interval=3')
     # the log says where the run is, and where it ended
