@@ -15,7 +15,8 @@ def test_the_suite_runs_at_toy_sizes_and_prints_one_table(tmp_path):
                           env=dict(os.environ, WANDB_MODE='disabled'))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert re.search(r'^suite: cpu, torch [\d.]+.*, dtype float32, tiny sizes', out, re.M), out
+    from common import resolve_dtype  # the machine's own: bfloat16 where the CPU does it natively, else float32
+    assert re.search(rf"^suite: cpu, torch [\d.]+.*, dtype {resolve_dtype('', 'cpu')}, tiny sizes", out, re.M), out
     table = [line for line in out.splitlines() if line.startswith('| ')]
     names = [line.split(' | ')[0][2:] for line in table[1:]]
     assert names == ['matmul peak', '6 x 384 plain, batch 2', '6 x 384 recursive, batch 2', 'preset A, n_sup 1, batch 2',
