@@ -11,6 +11,20 @@ import os
 import numpy as np
 
 
+def source_error(a, noun):
+    """The one-line error of --source/--n_train/--subsample/--n_test that do not go together, or None.
+    noun: what the script makes ('puzzles', 'mazes')."""
+    if a.source != 'generated':
+        if a.n_train is not None:
+            return f"error: --n_train sizes a generated set; from a CSV source, --subsample=N picks N train {noun}"
+        if (a.subsample is not None and a.subsample < 1) or (a.n_test is not None and a.n_test < 1):
+            return "error: --subsample and --n_test must be positive integers"
+    elif a.subsample is not None:
+        return (f"error: --subsample picks from a CSV source's train (--source=hf or a folder); the generator "
+                f"makes --n_train {noun}")
+    return None
+
+
 def read_splits(source, hub_name, columns, subsample=None, n_test=None, seed=0):
     """{'train': {'rows': row numbers in the file, 'total': rows in the file, column: [str]}, 'test': ...}.
     source: 'hf' (the hub dataset hub_name) or a folder holding train.csv and test.csv. subsample / n_test:

@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, 'data'))  # puzzle_csv
 sys.path.insert(0, ROOT)
 from common import or_exit, save_json, save_npy, write_atomic  # noqa: E402
-from puzzle_csv import read_splits  # noqa: E402
+from puzzle_csv import read_splits, source_error  # noqa: E402
 from puzzles import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances  # noqa: E402
 
 SIZE = 30
@@ -189,15 +189,11 @@ def main(argv=None):
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     a = ap.parse_args(argv)
+    error = source_error(a, 'mazes')
+    if error:
+        sys.exit(error)
     if a.source != 'generated':
-        if a.n_train is not None:
-            sys.exit("error: --n_train sizes a generated set; from a CSV source, --subsample=N picks N train mazes")
-        if (a.subsample is not None and a.subsample < 1) or (a.n_test is not None and a.n_test < 1):
-            sys.exit("error: --subsample and --n_test must be positive integers")
         return or_exit(prepare_csv, a)
-    if a.subsample is not None:
-        sys.exit("error: --subsample picks from a CSV source's train (--source=hf or a folder); "
-                 "the generator makes --n_train mazes")
     a.n_train = 1000 if a.n_train is None else a.n_train
     a.n_test = 1000 if a.n_test is None else a.n_test
     if a.difficulty not in DIFFICULTIES:

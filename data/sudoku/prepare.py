@@ -46,7 +46,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/: puzzle_csv
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from common import or_exit, save_json, save_npy, write_atomic  # noqa: E402
-from puzzle_csv import read_splits  # noqa: E402
+from puzzle_csv import read_splits, source_error  # noqa: E402
 from puzzles import sudoku_valid  # noqa: E402
 
 HUB_NAME = 'sapientinc/sudoku-extreme'
@@ -339,15 +339,11 @@ def main(argv=None):
     ap.add_argument('--num_proc', type=int, default=os.cpu_count() or 1)
     ap.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
     a = ap.parse_args(argv)
+    error = source_error(a, 'puzzles')
+    if error:
+        sys.exit(error)
     if a.source != 'generated':
-        if a.n_train is not None:
-            sys.exit("error: --n_train sizes a generated set; from a CSV source, --subsample=N picks N train puzzles")
-        if (a.subsample is not None and a.subsample < 1) or (a.n_test is not None and a.n_test < 1):
-            sys.exit("error: --subsample and --n_test must be positive integers")
         return or_exit(prepare_csv, a)
-    if a.subsample is not None:
-        sys.exit("error: --subsample picks from a CSV source's train (--source=hf or a folder); "
-                 "the generator makes --n_train puzzles")
     a.n_train = 1000 if a.n_train is None else a.n_train
     a.n_test = 2000 if a.n_test is None else a.n_test
     if a.difficulty not in DIFFICULTIES:
