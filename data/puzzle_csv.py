@@ -25,6 +25,12 @@ def source_error(a, noun):
     return None
 
 
+def provenance(a, hub_name, data):
+    """meta.json's record of where a CSV-sourced set came from: source, the draw, the rows in the source."""
+    return {'source': hub_name if a.source == 'hf' else os.path.abspath(a.source), 'subsample': a.subsample,
+            'n_test': a.n_test, 'seed': a.seed, 'rows_in_source': {split: d['total'] for split, d in data.items()}}
+
+
 def read_splits(source, hub_name, columns, subsample=None, n_test=None, seed=0):
     """{'train': {'rows': row numbers in the file, 'total': rows in the file, column: [str]}, 'test': ...}.
     source: 'hf' (the hub dataset hub_name) or a folder holding train.csv and test.csv. subsample / n_test:

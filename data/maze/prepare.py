@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, 'data'))  # puzzle_csv
 sys.path.insert(0, ROOT)
 from common import or_exit, save_json, save_npy, write_atomic  # noqa: E402
-from puzzle_csv import read_splits, source_error  # noqa: E402
+from puzzle_csv import provenance, read_splits, source_error  # noqa: E402
 from puzzles import MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, maze_distances  # noqa: E402
 
 SIZE = 30
@@ -160,17 +160,16 @@ def prepare_csv(a):
         lengths[split] = {'min': int(lens.min()), 'median': float(np.median(lens)), 'max': int(lens.max())}
         print(f"{split}: {len(inputs)} of {data[split]['total']} mazes, path length min/median/max "
               f"{lens.min()}/{np.median(lens):g}/{lens.max()}")
-    source = HUB_NAME if a.source == 'hf' else os.path.abspath(a.source)
+    origin = provenance(a, HUB_NAME, data)
     meta = {'vocab_size': 6, 'seq_len': SIZE * SIZE, 'grid': [SIZE, SIZE], 'pad_id': 0, 'ignore_label': -100,
             'augmentation': 'maze', 'tokens': 'PAD 0, wall 1, open 2, start 3, goal 4, path 5',
             'difficulty': {'name': 'public',
                            'rating': "the CSV's rating column is not kept; <split>_lengths.npy: the answer's "
                                      "path cells + 1"},
-            'source': source, 'subsample': a.subsample, 'n_test': a.n_test, 'seed': a.seed,
-            'rows_in_source': {split: d['total'] for split, d in data.items()},
+            **origin,
             'counts': counts, 'path_lengths': lengths, 'prepare_seconds': round(time.time() - t0, 1)}
     save_json(os.path.join(a.out_dir, 'meta.json'), meta, indent=1)
-    print(f"wrote {a.out_dir} from {source} in {time.time() - t0:.1f}s")
+    print(f"wrote {a.out_dir} from {origin['source']} in {time.time() - t0:.1f}s")
 
 
 def main(argv=None):

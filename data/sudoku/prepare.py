@@ -46,7 +46,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/: puzzle_csv
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from common import or_exit, save_json, save_npy, write_atomic  # noqa: E402
-from puzzle_csv import read_splits, source_error  # noqa: E402
+from puzzle_csv import provenance, read_splits, source_error  # noqa: E402
 from puzzles import sudoku_valid  # noqa: E402
 
 HUB_NAME = 'sapientinc/sudoku-extreme'
@@ -302,18 +302,17 @@ def prepare_csv(a):
                           'clues_max': int(clues.max())}
         print(f"{split}: {len(inputs)} of {data[split]['total']} puzzles, rating min/median/max "
               f"{r.min()}/{np.median(r):g}/{r.max()}, clues {clues.min()}..{clues.max()} (mean {clues.mean():.1f})")
-    source = HUB_NAME if a.source == 'hf' else os.path.abspath(a.source)
+    origin = provenance(a, HUB_NAME, data)
     meta = {'vocab_size': 11, 'seq_len': 81, 'grid': [9, 9], 'pad_id': 0, 'blank_id': 1,
             'ignore_label': -100, 'augmentation': 'sudoku',
             'tokens': 'PAD 0, blank 1, digit d -> d + 1',
             'difficulty': {'name': 'public',
                            'rating': "<split>_ratings.npy column 0: the CSV's rating column (the source's own "
                                      "difficulty rating); column 1: -1 (not measured)"},
-            'source': source, 'subsample': a.subsample, 'n_test': a.n_test, 'seed': a.seed,
-            'rows_in_source': {split: d['total'] for split, d in data.items()},
+            **origin,
             'counts': counts, 'ratings': ratings, 'prepare_seconds': round(time.time() - t0, 1)}
     save_json(os.path.join(a.out_dir, 'meta.json'), meta, indent=1)
-    print(f"wrote {a.out_dir} from {source} in {time.time() - t0:.1f}s")
+    print(f"wrote {a.out_dir} from {origin['source']} in {time.time() - t0:.1f}s")
 
 
 def generate(n, difficulty, seed, num_proc, desc, min_clues=0):
