@@ -110,6 +110,8 @@ def from_official_trm(state_dict, model):
     if model.config.separate_nets:  # models/recursive_reasoning/trm.py updates z_L and z_H with one L_level
         raise ValueError("the official TRM code has one net (L_level) for both updates: no weights for "
                          "separate_nets=True's second stack")
+    if model.config.memory_slots:
+        raise ValueError("the official TRM code has no memory: no weights for memory_slots > 0")
     ours, out, unmapped = model.state_dict(), {}, []
     official = {re.sub(r'^(_orig_mod\.)?(model\.)?(inner\.)?', '', k): v for k, v in state_dict.items()}
     init = {k: official.pop(k) for k in ('H_init', 'L_init') if k in official}

@@ -134,7 +134,8 @@ def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False, grokf
     autograd keeps of one supervision step. Per token, that is per net call with gradient (n_layer blocks x
     (n_loops + 1)): attention 4 n_embd + 1.5 qkv width (flash attention keeps no L x L scores), or mlp_t 4 n_embd + 4
     hidden_t n_embd / L; the MLP 4 n_embd + 4 hidden (SwiGLU; 2 hidden for GELU/SiLU); plus 8 n_embd for
-    the embeddings and carried states and 3 fp32 copies of the logits; halt_train: the keys/values of every
+    the embeddings and carried states and 3 fp32 copies of the logits; per memory read 4 n_embd + 3 n_head
+    memory_slots; halt_train: the keys/values of every
     attention site of two steps (model.HaltedKV). Elements are 4 bytes in float32,
     ~2.4 under bf16/fp16 autocast (norms and softmax stay fp32). tests/test_common.py holds it to within
     25% of the tensors a real step saves."""
@@ -149,6 +150,9 @@ def train_memory(model, batch_size, dtype, use_ema=True, halt_train=False, grokf
         mixer = 4 * D + 1.5 * (cfg.n_head + 2 * cfg.n_kv_head) * hd
     calls = cfg.n_layer * (cfg.n_loops + 1 if cfg.recursion else 1)
     per_token = calls * (mixer + mlp) + 8 * D
+    if cfg.memory_slots:  # per read with gradient: its input, query and read, and the attention over the slots
+        reads = cfg.n_loops + cfg.memory_read_y if cfg.recursion else 1
+        per_token += reads * (4 * D + 3 * cfg.n_head * cfg.memory_slots)
     if halt_train:
         per_token += 2 * cfg.T_recursion * calls * 2 * cfg.n_kv_head * hd
     per_token = per_token * (4 if dtype == 'float32' else 2.4) + 12 * (cfg.n_outputs or cfg.vocab_size)

@@ -11,6 +11,7 @@ nanoTRM model: one small stack of transformer blocks applied recursively (TRM).
         logits_s, q_s = head(y), q_head(y)
         y, z = y.detach(), z.detach()
 
+memory_slots > 0: every z update's net (and y's, memory_read_y) first reads a learned bank of slots.
 With recursion=False the same blocks form a plain pre-norm Llama-style decoder:
 logits = head(final_norm(blocks(x))).
 """
@@ -58,6 +59,8 @@ class GPTConfig:
     trm_faithful: bool = False    # the official TRM code's numerics: sqrt(n_embd)-scaled embeddings, weightless
                                   # fp32 RMSNorms, SwiGLU widths rounded to 256, a 2-logit q-head, LeCun init
     separate_nets: bool = False   # the y update gets its own n_layer blocks (HRM's H and L modules), z keeps `blocks`
+    memory_slots: int = 0         # > 0: a learned bank of key/value slots each net call reads (see Memory); 0 = off
+    memory_read_y: bool = False   # the y updates read it too (z updates always do)
 
     def __post_init__(self):
         if not self.norm_position:
@@ -66,7 +69,7 @@ class GPTConfig:
                     'n_sup', 'num_puzzle_ids'):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)!r}: must be >= 1")
-        for key in ('vocab_size', 'puzzle_emb_ndim', 'puzzle_emb_len', 'n_features', 'n_outputs'):
+        for key in ('vocab_size', 'puzzle_emb_ndim', 'puzzle_emb_len', 'n_features', 'n_outputs', 'memory_slots'):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}={getattr(self, key)!r}: must be >= 0")
         for key in ('expansion', 'norm_eps', 'rope_theta'):
@@ -88,6 +91,12 @@ class GPTConfig:
             raise ValueError("mixer='mlp_t' mixes every position with every other: set causal=False")
         if self.separate_nets and not self.recursion:
             raise ValueError("separate_nets=True gives the recursion's y update its own blocks: set recursion=True")
+        if self.memory_slots == 1:
+            raise ValueError("memory_slots=1: a read over one slot is always certain (its gate needs >= 2); "
+                             "set memory_slots >= 2, or 0 for no memory")
+        if self.memory_read_y and not (self.memory_slots and self.recursion):
+            raise ValueError("memory_read_y=True lets the recursion's y updates read the memory: set memory_slots >= 2 "
+                             "and recursion=True")
 
     @property
     def prefix_len(self):
@@ -238,6 +247,32 @@ class Block(nn.Module):
         return self.sublayer(h, self.mlp, self.norm2)
 
 
+class Memory(nn.Module):
+    """A persistent memory: memory_slots learned key/value vectors, read by cross-attention from every
+    position (n_head heads, no position encoding: the same bank for every token, so a KV cache stays exact).
+    Each head's read is scaled by its certainty 1 - H(p) / log(memory_slots), p its attention over the slots:
+    a diffuse read (p near uniform) contributes little, a read that picks one slot contributes fully."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.keys = nn.Parameter(torch.empty(config.memory_slots, config.n_embd))
+        self.values = nn.Parameter(torch.empty(config.memory_slots, config.n_embd))
+        self.c_q = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, h):
+        B, L, D = h.shape
+        M, hd = self.keys.size(0), D // self.n_head
+        q = self.c_q(h).view(B, L, self.n_head, hd).transpose(1, 2)       # [B, H, L, hd]
+        k = self.keys.to(q.dtype).view(M, self.n_head, hd).transpose(0, 1)  # [H, M, hd]
+        v = self.values.to(q.dtype).view(M, self.n_head, hd).transpose(0, 1)
+        p = torch.softmax((q @ k.transpose(1, 2)).float() / math.sqrt(hd), dim=-1)  # [B, H, L, M]
+        certainty = 1 + (p * torch.log(p.clamp_min(1e-30))).sum(-1, keepdim=True) / math.log(M)
+        read = (p * certainty).to(v.dtype) @ v                               # [B, H, L, hd]
+        return self.c_proj(read.transpose(1, 2).reshape(B, L, D))
+
+
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -252,6 +287,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.blocks_y = nn.ModuleList([Block(config) for _ in range(config.n_layer)]) if config.separate_nets else None
+        self.memory = Memory(config) if config.memory_slots else None
         # pre-norm needs a final norm: it ends the plain GPT and keeps recursive states bounded
         self.norm_f = make_norm(config) if config.norm_position == 'pre' else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.n_outputs or config.vocab_size, bias=False)
@@ -281,7 +317,8 @@ class GPT(nn.Module):
         4. trm_faithful: all of 1-3 replaced by the official code's truncated LeCun normal (embeddings
            1/sqrt(n_embd), scaled back up in embed);
         5. the puzzle embedding at 0 (a new puzzle starts from nothing), and the q-head predicting
-           "not yet right" (TRM)."""
+           "not yet right" (TRM);
+        6. the memory's keys and values at unit scale, like the states that read them."""
         cfg = self.config
         linears = [m for m in self.modules() if isinstance(m, (nn.Linear, nn.Embedding))]
         for m in linears:
@@ -303,19 +340,25 @@ class GPT(nn.Module):
         if self.q_head is not None:
             torch.nn.init.zeros_(self.q_head.weight)
             torch.nn.init.constant_(self.q_head.bias, -5.0)
+        if self.memory is not None:
+            trunc_normal(self.memory.keys, 1.0)
+            trunc_normal(self.memory.values, 1.0)
 
     @property
     def n_sup(self):
         return self.config.n_sup if self.config.recursion else 1
 
-    def net(self, h, inj=None, cache=None, pos=0, blocks=None):
+    def net(self, h, inj=None, cache=None, pos=0, blocks=None, read=True):
         """A block stack over h + inj: `blocks` (default: the one stack every call of the recursion shares;
-        with separate_nets the y update passes its own). pos: position of h's first token."""
+        with separate_nets the y update passes its own), after a read of the memory (if any and read).
+        pos: position of h's first token."""
         rows = getattr(cache, 'positions', None)  # a KVCache's slots of the new tokens
         rows = slice(pos, pos + h.size(1)) if rows is None else rows
         cos, sin = self.rope_cos[rows, None], self.rope_sin[rows, None]
         if inj is not None:
             h = h + inj
+        if self.memory is not None and read:
+            h = h + self.memory(h)
         for block in self.blocks if blocks is None else blocks:
             h = block(h, cos, sin, cache)
         return self.norm_f(h)
@@ -342,7 +385,7 @@ class GPT(nn.Module):
     def cycle(self, x, y, z, cache=None, pos=0):
         for _ in range(self.config.n_loops):
             z = self.net(z, x + y, cache, pos)
-        y = self.net(y, z, cache, pos, self.blocks_y)  # blocks_y: None (the shared stack) unless separate_nets
+        y = self.net(y, z, cache, pos, self.blocks_y, self.config.memory_read_y)  # blocks_y: None unless separate_nets
         return y, z
 
     def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
@@ -392,7 +435,7 @@ class GPT(nn.Module):
         attention as nanoGPT/PaLM count it (QK^T and AV over the whole sequence, causal or not). The net
         also runs over a puzzle prefix; the output head reads the tokens only; a per-sequence q-head
         (bidirectional models) reads one position. separate_nets adds parameters, not FLOPs: the same
-        calls, the y updates through a second stack of the same size."""
+        calls, the y updates through a second stack of the same size. A memory read counts once per reading call."""
         cfg = self.config
         L = seq_len or cfg.block_size
         n_pos = L + cfg.prefix_len  # positions the net runs over
@@ -405,11 +448,15 @@ class GPT(nn.Module):
         head_fwd = 2 * self.lm_head.weight.numel()
         if self.q_head is not None:
             head_fwd += 2 * self.q_head.weight.numel() / (1 if cfg.causal else L)
+        read_fwd = 0  # a memory read per position: its two projections, the scores and the weighted sum
+        if self.memory is not None:
+            read_fwd = 2 * (self.memory.c_q.weight.numel() + self.memory.c_proj.weight.numel()
+                            + 2 * self.memory.keys.numel()) * n_pos / L
         if not cfg.recursion:
-            return 3 * (net_fwd + head_fwd)
+            return 3 * (net_fwd + read_fwd + head_fwd)
         calls = cfg.n_loops + 1
-        per_step = (cfg.T_recursion - 1) * calls * net_fwd + 3 * calls * net_fwd + 3 * head_fwd
-        return cfg.n_sup * per_step
+        cycle_fwd = calls * net_fwd + (cfg.n_loops + cfg.memory_read_y) * read_fwd
+        return cfg.n_sup * ((cfg.T_recursion - 1) * cycle_fwd + 3 * cycle_fwd + 3 * head_fwd)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, puzzle_emb_lr=None,
                              puzzle_emb_weight_decay=None):

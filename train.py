@@ -162,8 +162,9 @@ if init_from.startswith('trm:'):  # evaluate or fine-tune an official TRM checkp
         official = torch.load(init_from[4:], map_location='cpu', weights_only=True)
         model.load_state_dict(checkpoint.from_official_trm(official, model))
     except (OSError, RuntimeError, ValueError) as e:
-        sys.exit(f"error: {init_from[4:]}: {str(e).splitlines()[0][:300]} (set trm_faithful=True, separate_nets=False "
-                 f"and the official run's sizes: n_embd, n_layer, n_head, mixer, puzzle_emb_ndim, puzzle_emb_len)")
+        sys.exit(f"error: {init_from[4:]}: {str(e).splitlines()[0][:300]} (set trm_faithful=True, separate_nets=False, "
+                 f"memory_slots=0 and the official run's sizes: n_embd, n_layer, n_head, mixer, puzzle_emb_ndim, "
+                 f"puzzle_emb_len)")
 ema = EMA(model, ema_decay) if use_ema else None
 grokfast = GrokFast(grokfast_alpha, grokfast_lamb) if grokfast_lamb > 0 else None
 if ckpt is not None:  # checkpoints hold full (unsharded) tensors: load them before sharding

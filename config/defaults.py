@@ -50,6 +50,9 @@ puzzle_emb_len = 0      # its positions (0: ceil(puzzle_emb_ndim / n_embd))
 trm_faithful = False    # compute exactly what the official TRM code computes (see model.py)
 separate_nets = False   # the y update gets its own n_layer blocks, as HRM's H/L modules; the TRM paper found one
                         # shared net better on Sudoku (block parameters double, FLOPs stay)
+memory_slots = 0        # > 0: a learned bank of this many key/value slots that every z update reads by cross-attention,
+                        # each read scaled by its certainty (1 - its entropy over the slots / log memory_slots)
+memory_read_y = False   # the y updates read the memory too
 # deep supervision: loss = sum_s w_s loss_s + improvement term + ACT term
 supervision_weight_base = 1.0   # w_s ~ base ** ((s-1)/(n_sup-1)); 1 = uniform
 improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())

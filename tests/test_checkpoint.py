@@ -40,6 +40,13 @@ def test_official_trm_has_no_second_stack_for_separate_nets():
         from_official_trm({}, m)
 
 
+def test_official_trm_has_no_memory():
+    m = GPT(GPTConfig(block_size=9, vocab_size=11, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, causal=False,
+                      trm_faithful=True, memory_slots=4))
+    with pytest.raises(ValueError, match=r"no memory: no weights for memory_slots > 0"):
+        from_official_trm({}, m)
+
+
 def test_separate_nets_checkpoint_reads_back_both_stacks(tmp_path):
     torch.manual_seed(0)
     args = {'block_size': 8, 'vocab_size': 11, 'n_layer': 2, 'n_head': 2, 'n_kv_head': 2, 'n_embd': 16,

@@ -113,7 +113,8 @@ def saved_bytes(model, B, dtype, halt_train=False):
                                 dict(n_layer=3, n_loops=2, T_recursion=2, n_sup=4), dict(recursion=False),
                                 dict(causal=False, mixer='mlp_t'), dict(trm_faithful=True), dict(vocab_size=50304),
                                 dict(n_layer=3, n_loops=2, T_recursion=2, n_sup=4, halt_train=True),
-                                dict(n_layer=3, n_loops=2, T_recursion=2, separate_nets=True)])
+                                dict(n_layer=3, n_loops=2, T_recursion=2, separate_nets=True),
+                                dict(n_layer=3, n_loops=2, T_recursion=2, memory_slots=64, memory_read_y=True)])
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 def test_train_memory_is_what_a_real_step_keeps(kw, dtype):
     c = dict(block_size=64, vocab_size=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=128, n_loops=1, T_recursion=1,

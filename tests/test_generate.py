@@ -21,7 +21,8 @@ def gen_model(**kw):
 
 
 @pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'recursion': False, 'norm_position': 'pre'},
-                                {'separate_nets': True}])  # the y updates' sites: the y stack's keys/values
+                                {'separate_nets': True},  # the y updates' sites: the y stack's keys/values
+                                {'memory_slots': 4, 'memory_read_y': True}])  # memory reads: nothing to cache
 def test_cached_decoding_equals_recomputation(kw):
     m = gen_model(**kw)
     seq = torch.randint(0, 37, (2, 14))
@@ -103,7 +104,7 @@ def halting_model(**kw):
 
 
 @pytest.mark.parametrize('kw', [{}, {'norm_position': 'pre'}, {'n_kv_head': 4, 'n_loops': 1, 'T_recursion': 3},
-                                {'separate_nets': True}])
+                                {'separate_nets': True}, {'memory_slots': 4}])
 @pytest.mark.parametrize('threshold', [0.3, 0.5, 0.7])
 def test_halting_through_the_cache_equals_recomputing_the_window(kw, threshold):
     # one definition: a token's logits are its halting step's, and later steps see its keys/values of

@@ -487,13 +487,14 @@ def _hand_count(cfg, learnable=False):
     n += D if cfg.norm_position == 'pre' else 0
     n += D + 1 if cfg.recursion and cfg.act else 0
     n += 2 * D if learnable else 0
+    n += 2 * cfg.memory_slots * D + 2 * D * D if cfg.memory_slots else 0  # keys, values; query and output projections
     return n
 
 
 @pytest.mark.parametrize('tie', [False, True])
 @pytest.mark.parametrize('kw', [dict(), dict(recursion=False, norm_position='pre'),
                                 dict(learnable_inits=True), dict(act=False, norm_position='pre'),
-                                dict(separate_nets=True)])
+                                dict(separate_nets=True), dict(memory_slots=8, memory_read_y=True)])
 def test_num_params(tie, kw):
     m = GPT(tiny(tie_weights=tie, **kw))
     all_params = [p for _, p in m.named_parameters(remove_duplicate=False)]
@@ -570,7 +571,11 @@ def test_flops_recursive(act):
                                 dict(mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1),
                                 dict(causal=False, puzzle_emb_ndim=100, n_loops=1, T_recursion=2, n_sup=1),
                                 dict(separate_nets=True, n_loops=2, T_recursion=2, n_sup=2),
-                                dict(separate_nets=True, mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1)])
+                                dict(separate_nets=True, mixer='mlp_t', causal=False, n_loops=1, T_recursion=2, n_sup=1),
+                                dict(memory_slots=8, n_loops=2, T_recursion=2, n_sup=2),
+                                dict(memory_slots=8, memory_read_y=True, mixer='mlp_t', causal=False, n_loops=1,
+                                     T_recursion=2, n_sup=1),
+                                dict(memory_slots=8, recursion=False)])
 def test_flops_per_token_equals_torch_flop_counter(kw):
     # torch's own count of the matmul FLOPs of a real training iteration (n_sup steps, each with its
     # backward; attention through the math backend, whose matmuls the counter sees) equals
@@ -607,6 +612,10 @@ def test_flops_per_token_equals_torch_flop_counter(kw):
     (dict(expansion=0.0), 'expansion=0.0: must be > 0'),
     (dict(separate_nets=True, recursion=False), "separate_nets=True gives the recursion's y update its own blocks: "
                                                 "set recursion=True"),
+    (dict(memory_slots=-1), 'memory_slots=-1: must be >= 0'),
+    (dict(memory_slots=1), 'memory_slots=1: a read over one slot is always certain'),
+    (dict(memory_read_y=True), 'memory_read_y=True lets the recursion.s y updates read the memory: set memory_sl'),
+    (dict(memory_read_y=True, memory_slots=4, recursion=False), 'memory_read_y=True .*and recursion=True'),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -745,3 +754,51 @@ def test_halted_kv_freezes_halted_tokens_and_leaves_running_ones_as_they_were():
         assert not torch.equal(k2[0, :, 4], k1[0, :, 4])
     assert torch.equal(logits[1], plain_logits[1]) and torch.equal(logits[0, :5], plain_logits[0, :5])
     assert not torch.allclose(logits[0, 6:], plain_logits[0, 6:])
+
+
+# ---------------------------------------------------------------- 12. memory
+
+def test_memory_read_is_gated_by_its_certainty():
+    # a uniform read over the slots (entropy log M) adds nothing; a read that picks one slot adds its value
+    m = build(memory_slots=4, n_head=1, n_kv_head=1)
+    mem = m.memory
+    h = torch.randn(2, 5, 32, dtype=torch.float64)
+    with torch.no_grad():
+        mem.c_q.weight.zero_()  # every query 0: p uniform, certainty 0
+        assert torch.equal(mem(h), torch.zeros_like(h))
+        mem.c_q.weight.copy_(torch.eye(32))
+        mem.c_proj.weight.copy_(torch.eye(32))
+        mem.keys.zero_()
+        mem.keys[2] = 1e3 * h[0, 0] / h[0, 0].norm()  # slot 2 matches token (0, 0) only, by far
+    out = mem(h)
+    torch.testing.assert_close(out[0, 0], mem.values[2].detach(), rtol=1e-6, atol=1e-6)
+    assert (out.norm(dim=-1) <= mem.values.norm(dim=-1).max() + 1e-9).all()  # gated: no read exceeds a value
+
+
+@pytest.mark.parametrize('read_y', [False, True])
+def test_memory_is_read_by_every_z_update_and_by_y_updates_when_asked(read_y):
+    m = build(memory_slots=4, memory_read_y=read_y, n_loops=3, T_recursion=2, n_sup=2)
+    calls = []
+    m.memory.register_forward_hook(lambda *a: calls.append(1))
+    idx, _, _ = _data(m)
+    list(m.supervision_steps(idx))
+    assert len(calls) == 2 * 2 * (3 + read_y)  # n_sup x T_recursion x (n_loops z updates + the y update)
+    plain = build(memory_slots=4, recursion=False)
+    plain.memory.register_forward_hook(lambda *a: calls.append(1))
+    plain(idx)
+    assert len(calls) == 2 * 2 * (3 + read_y) + 1
+
+
+def test_memory_trains_in_every_mode():
+    # causal LM, a bidirectional mlp_t puzzle model with a puzzle prefix, and a control model (features in,
+    # a linear head out): the loss reaches the memory's keys, values and projections
+    for kw in (dict(), dict(causal=False, mixer='mlp_t', puzzle_emb_ndim=40),
+               dict(causal=False, n_features=3, n_outputs=2)):
+        m = build(memory_slots=4, n_loops=2, T_recursion=2, n_sup=1, **kw)
+        if kw.get('n_features'):
+            out = m(torch.randn(2, 32, 3, dtype=torch.float64))[0]
+        else:
+            out = m(torch.randint(0, 37, (2, 32)), puzzle_ids=torch.zeros(2, dtype=torch.long))[0]
+        out.square().mean().backward()
+        for name, p in m.memory.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, (kw, name)

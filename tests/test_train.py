@@ -67,21 +67,23 @@ def test_resume_gives_identical_weights(run_dir, extra):
                       for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
 
 
-def test_separate_nets_train_both_stacks_and_resume_exactly(run_dir):
-    common = ['--separate_nets=True', '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=3', '--n_sup=2',
-              '--learning_rate=1e-2']
+@pytest.mark.parametrize('switch', [['--separate_nets=True'], ['--memory_slots=4', '--memory_read_y=True']])
+def test_separate_nets_and_memory_train_and_resume_exactly(run_dir, switch):
+    common = [*switch, '--max_iters=6', '--lr_decay_iters=6', '--eval_interval=3', '--n_sup=2', '--learning_rate=1e-2']
     run_train(run_dir, '--out_dir=straight', *common)
     run_train(run_dir, '--out_dir=split', *common, '--max_iters=3')
     half = load(run_dir / 'split' / 'ckpt.pt')
     run_train(run_dir, '--out_dir=split', *common, '--init_from=resume')
     a, b = load(run_dir / 'straight' / 'ckpt.pt'), load(run_dir / 'split' / 'ckpt.pt')
-    assert a['model_args']['separate_nets'] and a['iter_num'] == b['iter_num'] == 6
-    stacks = {s: [k for k in a['model'] if k.startswith(s + '.')] for s in ('blocks', 'blocks_y')}
-    assert len(stacks['blocks_y']) == len(stacks['blocks']) > 0
+    assert a['iter_num'] == b['iter_num'] == 6
+    parts = ('blocks', 'blocks_y') if a['model_args']['separate_nets'] else ('blocks', 'memory')
+    assert a['model_args']['memory_slots'] == (0 if 'blocks_y' in parts else 4)
+    parts = {s: [k for k in a['model'] if k.startswith(s + '.')] for s in parts}
+    assert all(parts.values())
     for k in a['model']:
         assert torch.equal(a['model'][k], b['model'][k]), k
         assert torch.equal(a['ema']['model'][k], b['ema']['model'][k]), k
-    for k in stacks['blocks'] + stacks['blocks_y']:  # both stacks train
+    for k in sum(parts.values(), []):  # both stacks (or the blocks and the memory) train
         assert not torch.equal(half['model'][k], b['model'][k]), k
     losses = [r['loss_s2'] for r in read_metrics(run_dir / 'straight') if r['kind'] == 'train']
     assert losses[-1] < losses[0], losses
@@ -387,15 +389,16 @@ def test_torchrun_two_ranks_match_one_rank_with_twice_the_accumulation(run_dir, 
         assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_fsdp_with_separate_nets_matches_ddp(run_dir):
-    # the same ranks and summation order with the blocks of both stacks sharded and without: the same weights
-    common = ['--separate_nets=True', '--max_iters=3', '--lr_decay_iters=3', '--eval_interval=3', '--batch_size=2',
-              '--n_sup=2', '--gradient_accumulation_steps=2', '--use_ema=False']
+def test_fsdp_with_separate_nets_and_memory_matches_ddp(run_dir):
+    # the same ranks and summation order with the blocks of both stacks sharded and without (the memory in the
+    # root unit): the same weights
+    common = ['--separate_nets=True', '--memory_slots=4', '--memory_read_y=True', '--max_iters=3', '--lr_decay_iters=3',
+              '--eval_interval=3', '--batch_size=2', '--n_sup=2', '--gradient_accumulation_steps=2', '--use_ema=False']
     for out_dir, fsdp in (('ddp', False), ('fsdp', True)):
         proc = torchrun(run_dir, f'--out_dir={out_dir}', f'--fsdp={fsdp}', *common)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = load(run_dir / 'ddp' / 'ckpt.pt')['model'], load(run_dir / 'fsdp' / 'ckpt.pt')['model']
-    assert a.keys() == b.keys() and any(k.startswith('blocks_y.') for k in a)
+    assert a.keys() == b.keys() and any(k.startswith('blocks_y.') for k in a) and 'memory.keys' in a
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
