@@ -112,6 +112,8 @@ def from_official_trm(state_dict, model):
                          "separate_nets=True's second stack")
     if model.config.memory_slots:
         raise ValueError("the official TRM code has no memory: no weights for memory_slots > 0")
+    if model.config.yz_init_from:
+        raise ValueError("the official TRM code starts every example from H_init/L_init: no weights for yz_init_from")
     ours, out, unmapped = model.state_dict(), {}, []
     official = {re.sub(r'^(_orig_mod\.)?(model\.)?(inner\.)?', '', k): v for k, v in state_dict.items()}
     init = {k: official.pop(k) for k in ('H_init', 'L_init') if k in official}

@@ -61,6 +61,9 @@ class GPTConfig:
     separate_nets: bool = False   # the y update gets its own n_layer blocks (HRM's H and L modules), z keeps `blocks`
     memory_slots: int = 0         # > 0: a learned bank of key/value slots each net call reads (see Memory); 0 = off
     memory_read_y: bool = False   # the y updates read it too (z updates always do)
+    yz_init_from: str = ''        # 'ckpt:PATH' | 'hf:PATH': y_init/z_init per example from a frozen LM (condition.py)
+    yz_init_pool: str = 'mean'    # mean | attention: how the frozen LM's states of an input become one vector
+    token_text: str = ''          # the task's text form: one character per token id (what the frozen LM reads)
 
     def __post_init__(self):
         if not self.norm_position:
@@ -84,7 +87,8 @@ class GPTConfig:
         if (self.n_embd // self.n_head) % 2 != 0:
             raise ValueError(f"head size n_embd/n_head={self.n_embd // self.n_head} must be even for RoPE")
         for key, allowed in (('mlp', ('swiglu', 'gelu', 'silu')), ('norm', ('rmsnorm', 'layernorm')),
-                             ('norm_position', ('post', 'pre')), ('mixer', ('attention', 'mlp_t'))):
+                             ('norm_position', ('post', 'pre')), ('mixer', ('attention', 'mlp_t')),
+                             ('yz_init_pool', ('mean', 'attention'))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}={getattr(self, key)!r} is not one of {allowed}")
         if self.mixer == 'mlp_t' and self.causal:
@@ -97,6 +101,11 @@ class GPTConfig:
         if self.memory_read_y and not (self.memory_slots and self.recursion):
             raise ValueError("memory_read_y=True lets the recursion's y updates read the memory: set memory_slots >= 2 "
                              "and recursion=True")
+        if self.yz_init_from and not self.recursion:
+            raise ValueError("yz_init_from conditions the recursion's y/z initial states: set recursion=True")
+        if self.yz_init_from and len(self.token_text) != self.vocab_size:
+            raise ValueError(f"yz_init_from needs the text form of the task's {self.vocab_size} tokens (token_text, "
+                             f"{len(self.token_text)} characters given): the puzzle tasks supply it")
 
     @property
     def prefix_len(self):
@@ -288,6 +297,10 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.blocks_y = nn.ModuleList([Block(config) for _ in range(config.n_layer)]) if config.separate_nets else None
         self.memory = Memory(config) if config.memory_slots else None
+        self.cond = None
+        if config.yz_init_from:
+            from condition import Conditioner  # loads the frozen model; transformers only for 'hf:'
+            self.cond = Conditioner(config)
         # pre-norm needs a final norm: it ends the plain GPT and keeps recursive states bounded
         self.norm_f = make_norm(config) if config.norm_position == 'pre' else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.n_outputs or config.vocab_size, bias=False)
@@ -377,10 +390,13 @@ class GPT(nn.Module):
             x = math.sqrt(cfg.n_embd) * x
         return self.drop(x)
 
-    def initial_state(self, x):
-        B, L = x.shape[:2]
+    def initial_state(self, idx, L):
+        """(y, z) [B, L, D] to start from: the fixed inits, plus the frozen LM's conditioning (yz_init_from)."""
         y_init, z_init = self.yz_init
-        return y_init.expand(B, L, -1), z_init.expand(B, L, -1)
+        if self.cond is None:
+            return y_init.expand(idx.size(0), L, -1), z_init.expand(idx.size(0), L, -1)
+        dy, dz = self.cond(idx)
+        return (y_init + dy)[:, None].expand(-1, L, -1), (z_init + dz)[:, None].expand(-1, L, -1)
 
     def cycle(self, x, y, z, cache=None, pos=0):
         for _ in range(self.config.n_loops):
@@ -388,11 +404,12 @@ class GPT(nn.Module):
         y = self.net(y, z, cache, pos, self.blocks_y, self.config.memory_read_y)  # blocks_y: None unless separate_nets
         return y, z
 
-    def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None):
+    def forward(self, idx, y=None, z=None, cache=None, pos=0, puzzle_ids=None, restart=None):
         """One supervision step: (logits, q_logits, y, z). Only this step's last cycle carries a graph,
         and the returned y, z are detached, so the caller can backward right away and feed y, z to the
         next step. cache: a generate.KVCache when decoding, a HaltedKV under per-token halting; pos: the
-        position of idx's first token.
+        position of idx's first token; y None: every row starts from the initial state, restart [B] bool:
+        the rows that do (a new example in a row in flight).
         q_logits: per token [B, L] when causal (LM), per sequence [B] otherwise (puzzles, control)."""
         cfg = self.config
         if pos + idx.size(1) > cfg.block_size or (cfg.mixer == 'mlp_t' and idx.size(1) != cfg.block_size):
@@ -402,13 +419,19 @@ class GPT(nn.Module):
         prefix = cfg.prefix_len  # outputs are read after the puzzle prefix
         if not cfg.recursion:
             return self.lm_head(self.net(x, None, cache, pos)[:, prefix:]), None, None, None
-        if y is None:
-            y, z = self.initial_state(x)
+        if y is None or restart is not None:
+            y0, z0 = self.initial_state(idx, x.size(1))
+            y, z = (y0, z0) if y is None else (torch.where(restart[:, None, None], y0, y),
+                                                torch.where(restart[:, None, None], z0, z))
         if cfg.trm_faithful:
             y, z = y.to(x.dtype), z.to(x.dtype)
+        y_in, z_in = y, z
         with torch.no_grad():
             for _ in range(cfg.T_recursion - 1):
                 y, z = self.cycle(x, y, z, cache, pos)
+        if self.cond is not None and cfg.T_recursion > 1:  # the no-grad cycles would cut the conditioning's
+            y = y + (y_in - y_in.detach())                 # gradient: pass it through them unchanged (a
+            z = z + (z_in - z_in.detach())                 # straight-through estimate; values are untouched)
         y, z = self.cycle(x, y, z, cache, pos)
         q = None
         if self.q_head is not None:  # per token (causal), else per sequence, read at the first position

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from puzzles import (ARC_SIZE, MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, arc_decode, arc_encode,
-                     maze_distances, maze_path_ok, sudoku_valid)
+from puzzles import (ARC_SIZE, MAZE_GOAL, MAZE_OPEN, MAZE_PATH, MAZE_START, MAZE_WALL, TOKEN_TEXT, arc_decode,
+                     arc_encode, maze_distances, maze_path_ok, sudoku_valid)
 
 MAZE_CHARS = {'#': MAZE_WALL, '.': MAZE_OPEN, 'S': MAZE_START, 'G': MAZE_GOAL, '*': MAZE_OPEN}  # '*' (path) reads as open
 TEXT_FORMATS = {
@@ -60,17 +60,17 @@ def puzzle_text(kind, tokens):
     colour digits (cropped at EOS; the raw canvas when the tokens hold no well-formed grid)."""
     tokens = np.asarray(tokens)
     if kind == 'sudoku':
-        cells = ['?.123456789'[t] if 0 <= t <= 10 else '?' for t in tokens]
+        cells = [TOKEN_TEXT['sudoku'][t] if 0 <= t <= 10 else '?' for t in tokens]
         rows = [' | '.join(' '.join(cells[r * 9 + c:r * 9 + c + 3]) for c in (0, 3, 6)) for r in range(9)]
         return '\n'.join(rows[:3] + ['------+-------+------'] + rows[3:6] + ['------+-------+------'] + rows[6:])
     if kind == 'maze':
-        chars = '?#.SG*'
+        chars = TOKEN_TEXT['maze']
         return '\n'.join(''.join(chars[t] if 0 <= t < 6 else '?' for t in tokens[r * 30:(r + 1) * 30]) for r in range(30))
     grid = arc_decode(tokens)
     if grid is None:  # PAD '.', EOS '|', colours as digits
         rows = tokens.reshape(ARC_SIZE, ARC_SIZE)
         return '(no well-formed grid; the canvas:)\n' + '\n'.join(
-            ''.join('.|0123456789'[t] if 0 <= t < 12 else '?' for t in row) for row in rows)
+            ''.join(TOKEN_TEXT['arc'][t] if 0 <= t < 12 else '?' for t in row) for row in rows)
     return '\n'.join(' '.join(str(c) for c in row) for row in grid)
 
 

@@ -42,6 +42,10 @@ ARC_PAD, ARC_EOS, ARC_SIZE = 0, 1, 30
 ARC_N_AUG = 8 * 64  # default number of ARC augmentations (dihedral x colour permutation)
 _perm_rng = np.random.default_rng(20251008)
 ARC_PERMS = np.stack([np.arange(10)] + [np.concatenate([[0], 1 + _perm_rng.permutation(9)]) for _ in range(1023)])
+# the text form of each token id, one character per id (puzzle_io prints grids with it; a frozen LM reads it under
+# yz_init_from): Sudoku blank '.', digits; maze wall '#', open '.', start 'S', goal 'G', path '*'; ARC PAD '.',
+# EOS '|', colours as digits. PAD, never in an input, reads as '.'
+TOKEN_TEXT = {'sudoku': '..123456789', 'maze': '.#.SG*', 'arc': '.|0123456789'}
 DIHEDRAL_INV = [0, 3, 2, 1, 4, 5, 6, 7]  # rotations undo by the opposite rotation; reflections undo themselves
 
 
@@ -398,8 +402,11 @@ def model_args(data, config):
     """The token format fixes vocabulary and length; bidirectional; one puzzle embedding row per
     (task, augmentation)."""
     meta = data['meta']
-    return {'vocab_size': meta['vocab_size'], 'block_size': meta['seq_len'], 'causal': False,
+    args = {'vocab_size': meta['vocab_size'], 'block_size': meta['seq_len'], 'causal': False,
             'num_puzzle_ids': meta.get('num_puzzle_ids', 1) * data['n_aug']}
+    if config.get('yz_init_from'):  # what the frozen LM reads
+        args['token_text'] = TOKEN_TEXT[data['kind']]
+    return args
 
 
 def draw(data, generator, shape):

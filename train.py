@@ -195,7 +195,9 @@ raw_model = model
 if compile:
     model = torch.compile(model)
 if ddp and not fsdp:
-    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+    # the conditioning (yz_init_from) gets a gradient only in a step that starts some row from its init
+    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None,
+                find_unused_parameters=raw_model.cond is not None)
 
 S = raw_model.n_sup
 S_train = 2 * S - 1 if random_n_sup else S  # the most supervision steps a batch runs
@@ -270,20 +272,15 @@ carry = None  # the trm schedule's rows in flight: their data, (y, z), steps tak
 
 def refill_carry(carry, fresh):
     """The rows in flight for the next supervision step: rows that halted are replaced by the rows of
-    `fresh` (a dict: X, Y, P) and restart from the y/z inits with 0 steps; the others keep their data,
-    (y, z) and step count. carry None: every row is fresh."""
+    `fresh` (a dict: X, Y, P) and restart (the model starts them from its initial state) with 0 steps; the
+    others keep their data, (y, z) and step count. carry None: every row is fresh."""
     n = len(fresh['X'])
-    y_init, z_init = (v.to(device).expand(n, raw_model.config.seq_len, -1) for v in raw_model.yz_init)
     if carry is None:
-        carry = dict(fresh, y=y_init, z=z_init, steps=torch.zeros(n, dtype=torch.long, device=device),
-                     halted=torch.ones(n, dtype=torch.bool, device=device))
+        return dict(fresh, y=None, z=None, restart=None, steps=torch.zeros(n, dtype=torch.long, device=device))
     h = carry['halted']
     keep = lambda new, old: torch.where(h.view(-1, *[1] * (new.dim() - 1)), new, old)
     out = {k: keep(v, carry[k]) for k, v in fresh.items() if v is not None}
-    out['y'] = keep(y_init, carry['y'])
-    out['z'] = keep(z_init, carry['z'])
-    out['steps'] = torch.where(h, 0, carry['steps'])
-    return out
+    return dict(out, y=carry['y'], z=carry['z'], restart=h, steps=torch.where(h, 0, carry['steps']))
 
 
 def train_trm_step(X, Y, P):
@@ -293,7 +290,7 @@ def train_trm_step(X, Y, P):
     c = refill_carry(carry, {'X': X, 'Y': Y, 'P': P})
     steps = c['steps'] + 1
     with ctx:
-        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c.get('P'))
+        logits, q, y, z = model(c['X'], c['y'], c['z'], puzzle_ids=c.get('P'), restart=c['restart'])
         loss, bce, _ = task.losses(logits, q, c['X'], c['Y'], data, config)
         total = loss + act_loss_weight * bce if bce is not None else loss
     scaler.scale(total).backward()

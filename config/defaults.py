@@ -53,6 +53,9 @@ separate_nets = False   # the y update gets its own n_layer blocks, as HRM's H/L
 memory_slots = 0        # > 0: a learned bank of this many key/value slots that every z update reads by cross-attention,
                         # each read scaled by its certainty (1 - its entropy over the slots / log memory_slots)
 memory_read_y = False   # the y updates read the memory too
+yz_init_from = ''       # puzzles: 'ckpt:PATH' (a nanoTRM LM checkpoint) | 'hf:PATH' (a local Hugging Face causal LM):
+                        # y_init/z_init per example from the frozen LM's states of the input as text (condition.py)
+yz_init_pool = 'mean'   # mean | attention: the frozen states of an input pooled to one vector
 # deep supervision: loss = sum_s w_s loss_s + improvement term + ACT term
 supervision_weight_base = 1.0   # w_s ~ base ** ((s-1)/(n_sup-1)); 1 = uniform
 improvement_reward_scale = 0.0  # * mean_s relu(loss_s - loss_{s-1}.detach())
