@@ -413,3 +413,26 @@ def test_arc_prepare_writes_documented_files_from_packaged_data(tmp_path):
     assert np.array_equal(vb['emb_ids'], vb['puzzle_ids'] * P.ARC_N_AUG + ids)
     res = P.arc_evaluate(vb['labels'], vb['aug_ids'], vb['ix'], te['labels'], te['puzzle_ids'])
     assert res['pass@1'] == 1.0 and res['n_pairs'] == 5
+
+
+def test_sudoku_text_writes_each_puzzle_and_its_solution_as_a_line(tmp_path):
+    from conftest import make_sudoku_data
+    make_sudoku_data(tmp_path, n_train=8, n_test=4)
+    d = tmp_path / 'data' / 'sudoku_tiny'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'data', 'sudoku', 'text.py'), f'--puzzles={d}',
+                           f'--out_dir={tmp_path / "text"}', '--n_aug=3'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import pickle
+    meta = pickle.load(open(tmp_path / 'text' / 'meta.pkl', 'rb'))
+    read = lambda name: ''.join(meta['itos'][i] for i in np.fromfile(tmp_path / 'text' / name, dtype=np.uint16))
+    train, val = read('train.bin').splitlines(), read('val.bin').splitlines()
+    assert len(train) == 3 * 8 and len(val) == 4
+    x, y = np.load(d / 'test_inputs.npy'), np.load(d / 'test_labels.npy')
+    assert val[0] == ''.join('..123456789'[t] for t in x[0]) + ' ' + ''.join('..123456789'[t] for t in y[0])
+    for line in train:  # augmented: still a puzzle, a space, a solved grid that keeps the givens
+        puzzle, solution = line.split(' ')
+        assert len(puzzle) == len(solution) == 81 and P.sudoku_valid(
+            np.array([1 if c == '.' else int(c) + 1 for c in puzzle]), np.array([int(c) + 1 for c in solution]))
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, 'data', 'sudoku', 'text.py'), f'--puzzles={tmp_path}/none',
+                          f'--out_dir={tmp_path / "t2"}'], capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.count('\n') == 1 and 'prepare them' in bad.stderr
