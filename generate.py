@@ -11,6 +11,10 @@ Per-token halting (halt_threshold < 1) follows the one definition in model.halte
 the logits of its halting step, and later steps' attention sees its keys/values of that step. decode()
 implements it for a prompt, a window and a single new token alike, so decoding token by token through the
 cache and recomputing the whole window (model.HaltedKV) give the same logits.
+
+Surprise-gated memory writes (memory_write_threshold, off by default) turn the memory bank into state:
+each consumed token whose surprise exceeds the threshold writes to the bank (model.Memory.write) and
+later tokens read the changed bank. Then the cache no longer equals recomputing the window: that is the point.
 """
 import functools
 
@@ -121,9 +125,56 @@ def decode(model, idx, cache, pos, n_sup, halt_threshold=1.0, step=None):
     return logits, used
 
 
+def check_memory_writes(model, threshold, use_cache=True, compile=False):
+    """ValueError unless memory writes (threshold not None) can run: a causal model with a memory, the
+    eager cached path."""
+    if threshold is None:
+        return
+    if model.memory is None:
+        raise ValueError(f"memory_write_threshold={threshold} writes to the memory bank, and this model has none "
+                         "(memory_slots=0): train one with memory_slots > 0")
+    if not model.config.causal:
+        raise ValueError(f"memory_write_threshold={threshold} writes as a causal LM consumes tokens; this model is "
+                         "bidirectional (puzzle/control): solve.py runs it")
+    if not use_cache or compile:
+        raise ValueError(f"memory_write_threshold={threshold} runs tokens one at a time through the eager cache: "
+                         "set use_cache=True and compile=False")
+
+
+@torch.no_grad()
+def consume(model, idx, cache, pos, n_sup, halt_threshold, prev, threshold, rate):
+    """decode() the new tokens idx [B, L] at positions pos.. one at a time, each writing to the memory as it
+    is consumed (model.Memory.write): its surprise is -log softmax(prev)[token], prev the logits [B, V] that
+    predicted it (the previous position's, of its final supervision step; None: the first token has none and
+    writes nothing). Each token first runs with the bank as it is, then writes: a write is seen by later
+    tokens only. What it writes: h, the input of its last memory read (the last z update's; with
+    memory_read_y the y update's), and v, its answer state (the output head's input, y), both of its final
+    supervision step. That is the halting step only with one row
+    (a halted row of a batch keeps computing, discarded, while others run): generate passes one row.
+    Returns decode's logits [B, L, V] and steps [B, L]."""
+    state = {}
+    hooks = [model.memory.register_forward_hook(lambda m, args, out: state.__setitem__('h', args[0])),
+             model.lm_head.register_forward_hook(lambda m, args, out: state.__setitem__('v', args[0]))]
+    logits, used = [], []
+    try:
+        for t in range(idx.size(1)):
+            token = idx[:, t:t + 1]
+            out, steps = decode(model, token, cache, pos + t, n_sup, halt_threshold)
+            if prev is not None:
+                surprise = -torch.log_softmax(prev.float(), -1).gather(-1, token)  # [B, 1]
+                model.memory.write(state['h'], state['v'], surprise, threshold, rate)
+            prev = out[:, -1]
+            logits.append(out)
+            used.append(steps)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.cat(logits, dim=1), torch.cat(used, dim=1)
+
+
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None, halt_threshold=1.0,
-             use_cache=True, compile=False):
+             use_cache=True, compile=False, memory_write_threshold=None, memory_write_rate=0.1):
     """Sample max_new_tokens after idx [B, T] (temperature 0: greedy). Returns the extended idx and the
     supervision steps behind each new token [B, max_new_tokens].
 
@@ -131,7 +182,36 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None
     window slides to its last block_size // 2 tokens and the cache is refilled from them, so every
     distribution equals a full recomputation over the current window, halting included (use_cache=False
     recomputes it for every token, for reference and benchmarks). compile: torch.compile the supervision
-    step (one-token steps with the cache, whole windows without; prefills run eager)."""
+    step (one-token steps with the cache, whole windows without; prefills run eager).
+
+    memory_write_threshold (None: off, exactly as without it): every token fed to the model, prompt and
+    generated alike, is consumed one at a time through the cache (see consume), and one whose surprise in
+    nats exceeds the threshold moves a slot of the memory toward it at memory_write_rate (model.Memory.write;
+    0: every token not predicted with certainty writes). The cache keeps the keys/values tokens had when
+    they ran, so it no longer equals recomputing the window; a slide refills the cache from the window's
+    consumed tokens with the bank as it is then, writing nothing again. Each row of a batch runs on its own
+    from the model's bank, and the bank is restored when generate returns: the model (and its checkpoint)
+    is unchanged, and the same seed gives the same output. Needs use_cache=True, compile=False."""
+    check_memory_writes(model, memory_write_threshold, use_cache, compile)
+    if memory_write_threshold is not None:
+        if idx.size(0) > 1:  # one bank per sequence: rows one after another, each from the model's bank
+            rows = [generate(model, row[None], max_new_tokens, temperature, top_k, n_sup, halt_threshold,
+                             memory_write_threshold=memory_write_threshold, memory_write_rate=memory_write_rate)
+                    for row in idx]
+            return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
+        bank = model.memory.keys.clone(), model.memory.values.clone()
+        try:
+            return _generate(model, idx, max_new_tokens, temperature, top_k, n_sup, halt_threshold, use_cache,
+                             compile, memory_write_threshold, memory_write_rate)
+        finally:
+            model.memory.keys.copy_(bank[0])
+            model.memory.values.copy_(bank[1])
+    return _generate(model, idx, max_new_tokens, temperature, top_k, n_sup, halt_threshold, use_cache, compile)
+
+
+def _generate(model, idx, max_new_tokens, temperature, top_k, n_sup, halt_threshold, use_cache, compile,
+              write_threshold=None, write_rate=None):
+    # generate's loop; with writes, one row whose bank generate restores
     n_sup = n_sup or model.n_sup
     block = model.config.block_size
     step = compiled_step(model, use_cache) if compile else None
@@ -142,12 +222,20 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, n_sup=None
     start = max(0, idx.size(1) - block)  # first position of the window
     cache = None
     steps = []
-    idx_next = None
+    idx_next = logits = None
     for _ in range(max_new_tokens):
         if idx.size(1) - start > block:
             start = idx.size(1) - block // 2
             cache = None
-        if not use_cache:
+        if write_threshold is not None:
+            if cache is None:
+                cache = KVCache()
+                if idx_next is not None and idx.size(1) - 1 > start:  # after a slide: the consumed tokens, no writes
+                    decode(model, idx[:, start:-1], cache, 0, n_sup, halt_threshold)
+            new = idx[:, start:] if idx_next is None else idx_next
+            logits, used = consume(model, new, cache, idx.size(1) - new.size(1) - start, n_sup, halt_threshold,
+                                   None if logits is None else logits[:, -1], write_threshold, write_rate)
+        elif not use_cache:
             logits, used = decode(model, idx[:, start:], None, 0, n_sup, halt_threshold, step)
         elif cache is None:  # prefill the window in one pass, each token halting as it would one at a time
             cache = KVCache()

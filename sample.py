@@ -5,6 +5,7 @@ Sample text from a trained recursive GPT, with a KV cache over every attention s
     python sample.py --start=FILE:prompt.txt --num_samples=1 --max_new_tokens=1000
     python sample.py --n_sup_inference=4 --halt_threshold=0.5   # more steps, halting once q says "right"
     python sample.py --compile=True --max_new_tokens=5000       # long samples: compile the cached step
+    python sample.py --memory_write_threshold=3.0               # surprising tokens (> 3 nats) write to the memory
 
 Puzzle and control checkpoints are solved and rolled out by solve.py.
 """
@@ -18,7 +19,7 @@ import torch
 import checkpoint
 from common import or_exit, runtime
 from configurator import DEVICE, DTYPE, at_least, fraction, from_command_line, none_or
-from generate import generate
+from generate import check_memory_writes, generate
 from lm import GPT2_VOCAB, tokenizer
 
 # -----------------------------------------------------------------------------
@@ -37,10 +38,13 @@ n_sup_inference = 0       # supervision steps per token; 0 = as trained
 halt_threshold = 1.0      # stop a token's steps once sigmoid(q) > this; 1.0 = never halt
 use_cache = True
 compile = False           # torch.compile the one-token step: ~2x faster tokens after a 5-60 s first compile
+memory_write_threshold = None  # nats: a token more surprising than this writes to the memory bank (memory_slots
+                               # models; each sample starts from the trained bank); None = no writes
+memory_write_rate = 0.1   # how far a write moves its slot toward the token
 # -----------------------------------------------------------------------------
 RULES = {'num_samples': at_least(1), 'max_new_tokens': at_least(1), 'temperature': at_least(0, "0 = greedy"),
          'top_k': none_or(at_least(1)), 'n_sup_inference': at_least(0, "0 = as trained"), 'halt_threshold': fraction(),
-         'device': DEVICE, 'dtype': DTYPE}
+         'memory_write_threshold': none_or(at_least(0)), 'memory_write_rate': fraction(), 'device': DEVICE, 'dtype': DTYPE}
 globals().update(from_command_line(globals(), __file__, rules=RULES))
 torch.manual_seed(seed)
 device, device_type, dtype, ctx = or_exit(runtime, device, dtype)
@@ -49,6 +53,7 @@ model, ckpt, ckpt_path = checkpoint.load_or_exit(out_dir, ckpt_name, device, use
 if ckpt['task'] != 'lm':
     sys.exit(f"error: {ckpt_path} is a {ckpt['task']} checkpoint: solve with it by "
              f"`python solve.py --out_dir={out_dir}`; sample.py generates text")
+or_exit(check_memory_writes, model, memory_write_threshold, use_cache, compile)
 n_sup = n_sup_inference or model.n_sup
 
 # the tokenizer: the vocabulary the checkpoint carries (older checkpoints: the dataset's meta.pkl), else GPT-2 BPE
@@ -76,7 +81,8 @@ with torch.no_grad(), ctx:
     for k in range(num_samples):
         t0 = time.time()
         y, steps = generate(model, x, max_new_tokens, temperature=temperature, top_k=top_k, n_sup=n_sup,
-                            halt_threshold=halt_threshold, use_cache=use_cache, compile=compile)
+                            halt_threshold=halt_threshold, use_cache=use_cache, compile=compile,
+                            memory_write_threshold=memory_write_threshold, memory_write_rate=memory_write_rate)
         dt = time.time() - t0
         print(decode(y[0].tolist()))
         print(f"---------------  {max_new_tokens / dt:.1f} tokens/s, supervision steps per token: "

@@ -1,9 +1,11 @@
 """Tests of generate.py: the KV cache through the recursion against full recomputation (float64),
-window slides, halting, the compiled step, sampling."""
+window slides, halting, the compiled step, sampling, surprise-gated memory writes."""
+import math
+
 import pytest
 import torch
 
-from generate import KVCache, compiled_step, decode, generate, sample_token, sites_per_step
+from generate import KVCache, compiled_step, consume, decode, generate, sample_token, sites_per_step
 from model import GPT, GPTConfig
 
 
@@ -189,3 +191,94 @@ def test_one_window_gives_every_token_its_halted_logits(threshold):
         torch.testing.assert_close(logits[:, 0], ref[:, t], rtol=0, atol=1e-9)
         assert torch.equal(used[:, 0], ref_used[:, t])
     assert len(set(ref_used.flatten().tolist())) > 1  # tokens halted at different steps
+
+
+# ---------------------------------------------------------------- surprise-gated memory writes
+
+@pytest.mark.parametrize('halting', [False, True])
+@pytest.mark.parametrize('threshold', [None, 1e9])
+def test_memory_writes_off_or_never_triggered_give_the_same_tokens(halting, threshold):
+    m = halting_model(memory_slots=4) if halting else gen_model(memory_slots=4)
+    kw = dict(halt_threshold=0.5 if halting else 1.0, memory_write_threshold=threshold)
+    prompt = torch.randint(0, 37, (2, 5))
+    ref, ref_steps = generate(m, prompt, 30, temperature=0, halt_threshold=kw['halt_threshold'])  # slides past 16
+    out, steps = generate(m, prompt, 30, temperature=0, **kw)
+    assert torch.equal(out, ref) and torch.equal(steps, ref_steps)
+    torch.manual_seed(5)
+    ref = generate(m, prompt[:1], 30, temperature=1.0, top_k=10, halt_threshold=kw['halt_threshold'])[0]
+    torch.manual_seed(5)
+    assert torch.equal(generate(m, prompt[:1], 30, temperature=1.0, top_k=10, **kw)[0], ref)
+
+
+def test_every_token_writes_at_threshold_0_moving_the_slot_its_query_reads_most(monkeypatch):
+    m = gen_model(memory_slots=4)
+    mem, rate = m.memory, 0.25
+    bank = mem.keys.detach().clone(), mem.values.detach().clone()
+    calls, write = [], mem.write
+
+    def spy(h, v, surprise, threshold, rate):
+        before = mem.keys.detach().clone(), mem.values.detach().clone()
+        slots = write(h, v, surprise, threshold, rate)
+        calls.append((h, v, surprise, before, (mem.keys.detach().clone(), mem.values.detach().clone()), slots))
+        return slots
+    monkeypatch.setattr(mem, 'write', spy)
+    prompt = torch.randint(0, 37, (1, 5))
+    out, _ = generate(m, prompt, 20, temperature=0, memory_write_threshold=0.0, memory_write_rate=rate)
+    assert len(calls) == 4 + 19  # every consumed token but the first (nothing predicted it) and the last sampled
+    prev = bank
+    for h, v, surprise, before, after, slots in calls:
+        assert all(torch.equal(a, b) for a, b in zip(before, prev))  # the bank carries from token to token
+        q = h.reshape(32) @ mem.c_q.weight.detach().T  # the read query, in the keys' space
+        p = torch.softmax((before[0].view(4, 4, 8) * q.view(4, 8)).sum(-1) / math.sqrt(8), dim=0)  # [slot, head]
+        j = int(p.sum(1).argmax())
+        assert slots.tolist() == [[j]]
+        torch.testing.assert_close(after[0][j], (1 - rate) * before[0][j] + rate * q, rtol=0, atol=1e-12)
+        torch.testing.assert_close(after[1][j], (1 - rate) * before[1][j] + rate * v.reshape(32), rtol=0, atol=1e-12)
+        rest = [i for i in range(4) if i != j]
+        assert torch.equal(after[0][rest], before[0][rest]) and torch.equal(after[1][rest], before[1][rest])
+        prev = after
+    assert not torch.equal(prev[0], bank[0])
+    assert torch.equal(mem.keys, bank[0]) and torch.equal(mem.values, bank[1])  # restored
+    # the first write (prompt token 1, before any write): its surprise under position 0's prediction, its
+    # last memory read's input and its answer y, against a recomputation of the first two tokens
+    reads = []
+    hook = mem.register_forward_hook(lambda mod, args, o: reads.append(args[0]))
+    y = z = None
+    for _ in range(m.n_sup):
+        logits, _, y, z = m(prompt[:, :2], y, z)
+    hook.remove()
+    h, v, surprise = calls[0][:3]
+    nll = -torch.log_softmax(logits[0, 0], -1)[prompt[0, 1]]
+    torch.testing.assert_close(surprise[0, 0].double(), nll, rtol=0, atol=1e-5)  # in float32, as sampling reads logits
+    torch.testing.assert_close(h[0, 0], reads[-1][0, 1], rtol=0, atol=1e-12)
+    torch.testing.assert_close(v[0, 0], y[0, 1], rtol=0, atol=1e-12)
+
+
+def test_a_write_changes_the_memory_for_later_tokens_only():
+    m = gen_model(memory_slots=4)
+    seq = torch.randint(0, 37, (1, 8))
+    ref, _ = decode(m, seq, None, 0, m.n_sup)
+    logits, _ = consume(m, seq, KVCache(), 0, m.n_sup, 1.0, None, 0.0, 0.5)  # token 1 writes first
+    torch.testing.assert_close(logits[:, :2], ref[:, :2], rtol=0, atol=1e-12)
+    assert (logits[0, 2:] - ref[0, 2:]).abs().amax(-1).min() > 1e-6  # every later token reads the changed bank
+
+
+def test_memory_writes_leave_the_model_unchanged_and_repeat_for_a_seed():
+    m = halting_model(memory_slots=4)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    prompt = torch.randint(0, 37, (2, 4))
+    kw = dict(memory_write_threshold=0.0, memory_write_rate=0.5, halt_threshold=0.5)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        outs.append(generate(m, prompt, 20, temperature=1.0, **kw))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+    batch = generate(m, prompt, 20, temperature=0, **kw)  # rows run on their own, each from the model's bank
+    for b in range(2):
+        row = generate(m, prompt[b:b + 1], 20, temperature=0, **kw)
+        assert torch.equal(batch[0][b:b + 1], row[0]) and torch.equal(batch[1][b:b + 1], row[1])
+    for model, kw, needle in ((gen_model(), {}, 'memory_slots=0'), (m, {'use_cache': False}, 'use_cache=True'),
+                              (m, {'compile': True}, 'compile=False')):
+        with pytest.raises(ValueError, match=needle):
+            generate(model, prompt, 3, memory_write_threshold=1.0, **kw)

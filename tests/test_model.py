@@ -802,3 +802,27 @@ def test_memory_trains_in_every_mode():
         out.square().mean().backward()
         for name, p in m.memory.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, (kw, name)
+
+
+def test_memory_write_moves_the_slot_the_query_reads_most_by_rate():
+    # Memory.write by hand: each token over the threshold, in order, moves the one slot its read query
+    # c_q(h) attends to most (summed over heads) toward (query, value) by rate; the rest stay
+    m = build(memory_slots=4, n_head=2, n_kv_head=2)
+    mem = m.memory
+    g = torch.Generator().manual_seed(5)
+    h, v = torch.randn(3, 32, generator=g, dtype=torch.float64), torch.randn(3, 32, generator=g, dtype=torch.float64)
+    h[2] = h[0]  # the same query again: it sees the first write
+    keys, values = mem.keys.detach().clone(), mem.values.detach().clone()
+    slots = mem.write(h, v, torch.tensor([2.0, 0.5, 3.0]), threshold=1.0, rate=0.3)
+    assert slots[1] == -1  # under the threshold: no write
+    for i in (0, 2):
+        q = h[i] @ mem.c_q.weight.detach().T
+        p = torch.softmax((keys.view(4, 2, 16) * q.view(2, 16)).sum(-1) / 4.0, dim=0)  # [slots, heads]
+        j = int(p.sum(1).argmax())
+        assert slots[i] == j
+        keys[j] = 0.7 * keys[j] + 0.3 * q
+        values[j] = 0.7 * values[j] + 0.3 * v[i]
+    assert slots[0] == slots[2]
+    torch.testing.assert_close(mem.keys.detach(), keys, rtol=0, atol=1e-12)
+    torch.testing.assert_close(mem.values.detach(), values, rtol=0, atol=1e-12)
+    assert isinstance(mem.keys, nn.Parameter) and mem.keys.grad is None  # no graph, still the model's parameter

@@ -47,6 +47,9 @@ BAD_SAMPLE = {  # class of bad input: (sample.py arguments, what its one line mu
     'unknown key': (['--out_dir=out', '--max_tokens=5'], "did you mean 'max_new_tokens'"),
     'unreadable checkpoint': (['--out_dir=truncated'], 'cannot read truncated/ckpt.pt'),
     'missing checkpoint': (['--out_dir=nothing'], 'train first'),
+    'memory writes without a memory': (['--out_dir=out', '--memory_write_threshold=2'],
+                                       'memory_write_threshold=2 writes to the memory bank, and this model has none (memory_slots=0)'),
+    'memory write rate out of range': (['--out_dir=out', '--memory_write_rate=2'], 'memory_write_rate=2.0: must be in [0, 1]'),
 }
 
 
