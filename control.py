@@ -242,21 +242,24 @@ def sample_states(rng, low, high, n):
 def riccati(A, B, Q, R, Qf, H, c):
     """Finite-horizon LQR in error coordinates e = x - x*, where e' = A e + B u + c (c [N, n] is
     the affine term, (A - I) x* for a linear system). The value is V_t(e) = e'P_t e + 2 p_t'e + const
-    and the optimal control u_t = -K_t e_t - k_t. Returns K [H, m, n] (shared) and k [N, H, m]."""
-    N, (n, m) = c.shape[0], B.shape
-    P, p = Qf.copy(), np.zeros((N, n))
-    K, k = np.zeros((H, m, n)), np.zeros((N, H, m))
+    and the optimal control u_t = -K_t e_t - k_t. A [n, n], B [n, m] are shared, or per example
+    [N, n, n], [N, n, m]. Returns K [H, m, n] (or [N, H, m, n]) and k [N, H, m]."""
+    T = lambda M: np.swapaxes(M, -1, -2)
+    col = lambda v: v[..., None]
+    P, p = Qf, np.zeros(c.shape)
+    K, k = [], []
     for t in reversed(range(H)):
-        S = R + B.T @ P @ B
-        Kt = np.linalg.solve(S, B.T @ P @ A)
-        kt = np.linalg.solve(S, ((c @ P.T + p) @ B).T).T          # S^-1 B'(P c + p), per row
+        S = R + T(B) @ P @ B
+        Kt = np.linalg.solve(S, T(B) @ P @ A)
+        kt = np.linalg.solve(S, T(B) @ (P @ col(c) + col(p)))[..., 0]     # S^-1 B'(P c + p), per row
         Acl = A - B @ Kt
-        w = (c - kt @ B.T) @ P.T + p                               # P (c - B k) + p
-        p = kt @ R.T @ Kt + w @ Acl                                # K'R k + Acl'(P (c - B k) + p)
-        P = Q + Kt.T @ R @ Kt + Acl.T @ P @ Acl
-        P = 0.5 * (P + P.T)
-        K[t], k[:, t] = Kt, kt
-    return K, k
+        w = P @ (col(c) - B @ col(kt)) + col(p)                             # P (c - B k) + p
+        p = (T(Kt) @ R @ col(kt) + T(Acl) @ w)[..., 0]                      # K'R k + Acl'(P (c - B k) + p)
+        P = Q + T(Kt) @ R @ Kt + T(Acl) @ P @ Acl
+        P = 0.5 * (P + T(P))
+        K.insert(0, Kt)
+        k.insert(0, kt)
+    return np.stack(K, axis=-3), np.stack(k, axis=1)
 
 
 def lqr_riccati(A, B, Q, R, Qf, H, x0, target):
@@ -361,22 +364,25 @@ def pendulum_cost(u, pb, x0, target):
     return pendulum_cost_grad(u, pb, x0, target)[0]
 
 
-def pendulum_lqr_baseline(pb, system, x0, target):
-    """Clipped closed-loop LQR on the linearisation at (x*, u=0): e' ~ A e + B u + c with
-    c = f(x*, 0) - x*, solved by the same affine Riccati recursion as the linear system."""
-    eps = 1e-6
-    f = lambda x, u: np.array(pendulum_step(pb, x[0], x[1], u)[:2])
-    xs = np.asarray(target, dtype=float)
-    A = np.stack([(f(xs + eps * d, 0.0) - f(xs - eps * d, 0.0)) / (2 * eps) for d in np.eye(2)], axis=1)
-    B = ((f(xs, eps) - f(xs, -eps)) / (2 * eps))[:, None]
-    c = (f(xs, 0.0) - xs)[None]
-    K, k = riccati(A, B, np.array(system['Q']), np.array(system['R']), np.array(system['Qf']), pb['H'], c)
-    x, us = np.asarray(x0, dtype=float), []
-    for t in range(pb['H']):
-        u = float(np.clip(-(K[t] @ (x - xs))[0] - k[0, t, 0], pb['lo'], pb['hi']))
-        us.append(u)
-        x = f(x, u)
-    return np.array(us)
+def pendulum_lqr_baseline(system, x0, target):
+    """Clipped closed-loop LQR on the linearisation at (x*, u=0) of each example, x0 and target [N, n]
+    (numpy) -> u [N, H]: e' ~ A e + B u + c with c = step(x*, 0) - x*, solved by the same affine
+    Riccati recursion as the linear system."""
+    eps, H = 1e-6, system['horizon']
+    xs = torch.as_tensor(np.asarray(target, dtype=np.float64))
+    N, n = xs.shape
+    f = lambda x, u: step(system, x, torch.full((N, 1), u, dtype=torch.float64))
+    A = torch.stack([(f(xs + eps * d, 0.0) - f(xs - eps * d, 0.0)) / (2 * eps) for d in torch.eye(n, dtype=torch.float64)], dim=2)
+    B = ((f(xs, eps) - f(xs, -eps)) / (2 * eps))[:, :, None]
+    c = f(xs, 0.0) - xs
+    K, k = riccati(A.numpy(), B.numpy(), np.array(system['Q']), np.array(system['R']), np.array(system['Qf']), H, c.numpy())
+    K, k = torch.from_numpy(K), torch.from_numpy(k)
+    x, us = torch.as_tensor(np.asarray(x0, dtype=np.float64)), []
+    for t in range(H):
+        u = clip_controls(system, -(K[:, t] @ (x - xs)[:, :, None])[:, :, 0] - k[:, t])
+        us.append(u[:, 0])
+        x = step(system, x, u)
+    return torch.stack(us, dim=1).numpy()
 
 
 def pendulum_starts(pb, u_lqr, n, rng):
@@ -401,7 +407,7 @@ def solve_pendulum(task):
     system, x0, target, restarts, seed = task
     pb = pendulum_problem(system)
     H, lo, hi = pb['H'], pb['lo'], pb['hi']
-    u_lqr = pendulum_lqr_baseline(pb, system, x0, target)
+    u_lqr = pendulum_lqr_baseline(system, x0[None], target[None])[0]
     opt = lambda u0, **kw: minimize(pendulum_cost_grad, u0, args=(pb, x0, target), jac=True, method='L-BFGS-B',
                                     bounds=[(lo, hi)] * H, options=dict(maxiter=2000, gtol=1e-9, **kw))
     best = None

@@ -135,7 +135,7 @@ def test_pendulum_optimum_is_feasible_and_beats_baselines():
         assert u.shape == (15,) and (np.abs(u) <= 5.0).all()
         assert abs(Jopt - control.pendulum_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
         assert Jzero == pytest.approx(control.pendulum_cost(np.zeros(15), pb, x0[i], target[i]))
-        u_lqr = control.pendulum_lqr_baseline(pb, PEND, x0[i], target[i])
+        u_lqr = control.pendulum_lqr_baseline(PEND, x0[i:i + 1], target[i:i + 1])[0]
         assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control.pendulum_cost(u_lqr, pb, x0[i], target[i]))
         assert Jopt < 0.5 * Jzero and Jopt <= Jlqr * (1 + 1e-9)
         # a local optimum of the bounded problem: projected gradient ~ 0, feasible perturbations never help
