@@ -433,9 +433,10 @@ def run_tasks(tasks, num_proc, desc):
     return [solve_pendulum(t) for t in tqdm(tasks, **bar)]
 
 
-def solve_split(system, x0, target, seed, restarts=18, num_proc=1):
+def solve_split(system, x0, target, seed, restarts=18, num_proc=1, solver='torch'):
     """Optimal controls [N, H, m] (float64) of examples (x0, target) and the solver's stats; the pendulum
-    solves each example from `restarts` starts, seeded by [*seed, i], in num_proc processes."""
+    solves each example from `restarts` starts, seeded by [*seed, i]: solver='torch' all examples at once
+    (control_solver.py), 'scipy' one by one by L-BFGS-B (the reference); both in num_proc processes."""
     name = system['name']
     if name == 'double_integrator':
         mats = [np.array(system[k], dtype=np.float64) for k in ('A', 'B', 'Q', 'R', 'Qf')]
@@ -444,14 +445,22 @@ def solve_split(system, x0, target, seed, restarts=18, num_proc=1):
         if gap > 1e-6:
             raise ValueError(f"Riccati and closed-form LQR disagree by {gap:.2e}; the system matrices are ill-conditioned")
         return u, {'riccati_vs_closed_form_max_abs': float(gap)}
-    tasks = [(system, x0[i], target[i], restarts, [*seed, i]) for i in range(len(x0))]
-    res = run_tasks(tasks, num_proc, f'{name} L-BFGS-B')
-    if not res:
+    if solver not in ('torch', 'scipy'):
+        raise ValueError(f"unknown solver {solver!r}; choose torch or scipy")
+    if not len(x0):
         return np.zeros((0, system['horizon'], 1)), {}
-    u = np.stack([r[0] for r in res])[:, :, None]
-    J, Jz, Jl = (np.array([r[i] for r in res]) for i in (1, 2, 3))
-    return u, {'mean_J_over_J_zero': float(np.mean(J / Jz)), 'mean_J_over_J_lqr_clipped': float(np.mean(J / Jl)),
-               'frac_beats_lqr_clipped': float(np.mean(J <= Jl + 1e-9))}
+    if solver == 'torch':
+        from control_solver import solve_pendulum_batched  # it imports this module
+        u, J, Jz, Jl, info = solve_pendulum_batched(system, x0, target, seed, restarts, num_proc=num_proc)
+        stats = {'newton_unconverged': info['newton_unfinished']}
+    else:
+        tasks = [(system, x0[i], target[i], restarts, [*seed, i]) for i in range(len(x0))]
+        res = run_tasks(tasks, num_proc, f'{name} L-BFGS-B')
+        u = np.stack([r[0] for r in res])
+        J, Jz, Jl = (np.array([r[i] for r in res]) for i in (1, 2, 3))
+        stats = {}
+    return u[:, :, None], {'mean_J_over_J_zero': float(np.mean(J / Jz)), 'mean_J_over_J_lqr_clipped': float(np.mean(J / Jl)),
+                           'frac_beats_lqr_clipped': float(np.mean(J <= Jl + 1e-9)), **stats}
 
 
 # ----------------------------------------------------------------------------- the control task (train.py's surface: see lm.py)

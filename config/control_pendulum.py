@@ -1,4 +1,4 @@
-# Control, torque-bounded pendulum (data/control/prepare.py --system=pendulum: L-BFGS-B optima, many local
+# Control, torque-bounded pendulum (data/control/prepare.py --system=pendulum: best of 18 starts, many local
 # ones), the small size so that n_sup 8 fits a CPU. The n_sup comparison at equal parameters:
 #   python train.py config/control_pendulum.py
 #   python train.py config/control_pendulum.py --n_sup=1 --out_dir=out-control-pendulum-sup1

@@ -9,6 +9,7 @@ import torch
 
 from conftest import ROOT
 import control
+import control_solver
 
 PREPARE = os.path.join(ROOT, 'data', 'control', 'prepare.py')
 
@@ -124,6 +125,23 @@ def test_pendulum_adjoint_gradient_matches_autograd():
         np.testing.assert_allclose(g, ut.grad[0, :, 0].numpy(), rtol=1e-7, atol=1e-9)
 
 
+def test_batched_cost_hessian_matches_autograd():
+    x0, target = (torch.tensor(a) for a in sample(PEND, 4, 18))
+    u = torch.tensor(np.random.default_rng(19).uniform(-5, 5, (4, 15)))
+    J, g, hess, xH, S = control_solver.cost_hess(PEND, x0, target, u)
+    one = lambda ui, xi, ti: control.total_cost(PEND, xi[None], ti[None], ui[None, :, None])[0]
+    ref = torch.func.vmap(torch.func.hessian(one))(u, x0, target)
+    np.testing.assert_allclose(hess.numpy(), ref.numpy(), rtol=1e-9, atol=1e-9 * ref.abs().max().item())
+    ug = u.clone().requires_grad_()
+    Jt = control.cost(PEND, control.rollout(PEND, x0, ug[:, :, None]), ug[:, :, None], target)
+    Jt.sum().backward()
+    np.testing.assert_allclose(J.numpy(), Jt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g.numpy(), ug.grad.numpy(), rtol=1e-9, atol=1e-9 * J.max().item())
+    xH_of = lambda ui, xi: control.rollout(PEND, xi[None], ui[None, :, None])[0, -1]
+    np.testing.assert_allclose(S.numpy(), torch.func.vmap(torch.func.jacrev(xH_of))(u, x0).numpy(), atol=1e-10)
+    np.testing.assert_allclose(xH.numpy(), control.rollout(PEND, x0, u[:, :, None])[:, -1].numpy(), atol=0)
+
+
 # ----------------------------------------------------------------------------- nonlinear optimum
 
 def test_pendulum_optimum_is_feasible_and_beats_baselines():
@@ -146,6 +164,30 @@ def test_pendulum_optimum_is_feasible_and_beats_baselines():
         for _ in range(20):
             up = np.clip(u + 1e-2 * rng.normal(size=15), -5, 5)
             assert control.pendulum_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
+
+
+def test_batched_pendulum_solver_no_worse_than_scipy():
+    # the same starts (seeded by [*seed, i]) in both; the batched optimum may be better, never worse beyond 1e-4
+    n, restarts = 40, 6
+    x0, target = sample(PEND, n, 20)
+    u, Jb, Jz, Jl, info = control_solver.solve_pendulum_batched(PEND, x0, target, [21], restarts, progress=False)
+    ref = [control.solve_pendulum((PEND, x0[i], target[i], restarts, [21, i])) for i in range(n)]
+    Js = np.array([r[1] for r in ref])
+    assert (Jb <= Js * (1 + 1e-4)).all(), (Jb / Js - 1).max()
+    np.testing.assert_allclose(Jz, [r[2] for r in ref], rtol=1e-9)
+    np.testing.assert_allclose(Jl, [r[3] for r in ref], rtol=1e-6)
+    assert u.shape == (n, 15) and (np.abs(u) <= 5.0).all() and info['newton_unfinished'] == 0
+    np.testing.assert_allclose(Jb, J(PEND, x0, target, u[:, :, None]), rtol=1e-12)
+    # a local optimum of the bounded problem: the projected gradient is ~0
+    _, g, _, _, _ = control_solver.cost_hess(PEND, torch.tensor(x0), torch.tensor(target), torch.tensor(u))
+    pg = np.abs(u - np.clip(u - g.numpy(), -5, 5)).max(1)
+    assert (pg <= 1e-6 * np.maximum(1.0, Jb)).all(), pg.max()
+    # through solve_split: the same controls with the control axis; an unknown solver is one clear error
+    us, stats = control.solve_split(PEND, x0[:3], target[:3], [21], restarts, solver='torch')
+    np.testing.assert_allclose(us[:, :, 0], u[:3], atol=1e-9)
+    assert stats['newton_unconverged'] == 0 and stats['frac_beats_lqr_clipped'] == 1.0
+    with pytest.raises(ValueError, match='unknown solver'):
+        control.solve_split(PEND, x0, target, [21], solver='ipopt')
 
 
 # ----------------------------------------------------------------------------- metrics and loss

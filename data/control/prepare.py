@@ -5,10 +5,12 @@ system definitions, costs and layouts; this script draws the examples and writes
   double_integrator  linear, unconstrained: finite-horizon LQR towards a target (backward
                      Riccati recursion in error coordinates with an affine term), checked
                      against the closed form (stacked dynamics, quadratic in u solved directly).
-  pendulum           nonlinear, torque-bounded: open-loop optimum from scipy L-BFGS-B with box
-                     bounds and exact adjoint gradients of the RK4-discretised problem, best of
-                     several starts (zero, clipped LQR on the linearisation, +-constant,
-                     +-bang-bang, random), the winner polished; --verify measures the gap.
+  pendulum           nonlinear, torque-bounded: open-loop optimum of the RK4-discretised problem
+                     within the box bounds, best of several starts (zero, clipped LQR on the
+                     linearisation, +-constant, +-bang-bang, random). --solver=torch (default):
+                     all examples at once, box iLQR then projected Newton (control_solver.py);
+                     --solver=scipy: one by one by L-BFGS-B with exact adjoint gradients, the
+                     winner polished (the reference). --verify measures the gap against scipy.
 
 Writes to --out_dir (default data/control/<system>/):
   meta.json                 the system (control.make_system) + feature layout, sizes, solver,
@@ -20,7 +22,8 @@ Writes to --out_dir (default data/control/<system>/):
   <split>_opt_cost.npy      float64 [N]         J of the stored (float32) optimal controls
 
     python data/control/prepare.py                       # both systems, default sizes
-    python data/control/prepare.py --system=pendulum --n_train=2000 --num_proc=8
+    python data/control/prepare.py --system=pendulum --n_train=50000 --num_proc=2
+    python data/control/prepare.py --system=pendulum --solver=scipy      # the reference solver
     python data/control/prepare.py --system=pendulum --verify=100   # + how good are the optima?
 """
 import argparse
@@ -38,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root, for
 import control  # noqa: E402
 from common import save_json, save_npy  # noqa: E402
 
-# the pendulum costs ~0.55 CPU-seconds an example (18 starts): its default is ~23 CPU-minutes, ~3 min with 8 processes
+# the pendulum costs ~23 CPU-ms an example with --solver=torch (50,000 in 9m51s with --num_proc=2 on 2 idle cores), ~0.55 CPU-s with scipy
 DEFAULT_SIZES = {'double_integrator': (10000, 1000, 1000), 'pendulum': (2000, 250, 250)}
 
 
@@ -68,7 +71,9 @@ def prepare(name, args):
     meta = dict(system, feature_layout='per horizon step t: [x0 (n_state), target (n_state), t/horizon]',
                 n_features=2 * system['n_state'] + 1, sizes=sizes, seed=args.seed,
                 solver=('finite-horizon LQR (Riccati, checked against closed form)' if name == 'double_integrator'
-                        else f'scipy L-BFGS-B, exact adjoint gradients, best of {args.restarts} starts'),
+                        else f'torch batched box iLQR + projected Newton (control_solver.py), best of {args.restarts} starts'
+                        if args.solver == 'torch' else
+                        f'scipy L-BFGS-B, exact adjoint gradients, best of {args.restarts} starts'),
                 stats={})
     t0 = time.time()
     for si, split in enumerate(control.SPLITS):
@@ -77,7 +82,7 @@ def prepare(name, args):
         x0 = control.sample_states(rng, system['x0_low'], system['x0_high'], n)
         target = control.sample_states(rng, system['target_low'], system['target_high'], n)
         try:
-            u, stats = control.solve_split(system, x0, target, [args.seed, si], args.restarts, args.num_proc)
+            u, stats = control.solve_split(system, x0, target, [args.seed, si], args.restarts, args.num_proc, args.solver)
         except ValueError as e:
             sys.exit(f"error: {e}")
         u32 = u.astype(np.float32)
@@ -107,7 +112,9 @@ def main(argv=None):
     for s in control.SPLITS:
         ap.add_argument(f'--n_{s}', type=int, default=None, help='examples in the split (default per system)')
     ap.add_argument('--seed', type=int, default=1337)
-    ap.add_argument('--restarts', type=int, default=18, help='L-BFGS-B starts per nonlinear example (14 structured, the rest random)')
+    ap.add_argument('--restarts', type=int, default=18, help='starts per nonlinear example (14 structured, the rest random)')
+    ap.add_argument('--solver', default='torch', choices=['torch', 'scipy'],
+                    help='pendulum: all examples at once in torch, or one by one by scipy L-BFGS-B (the reference; --verify)')
     ap.add_argument('--verify', type=int, default=0, help='re-solve this many pendulum train examples with more starts and report the gap')
     ap.add_argument('--verify_restarts', type=int, default=40)
     ap.add_argument('--num_proc', type=int, default=max(1, (os.cpu_count() or 1)))
