@@ -22,7 +22,7 @@ Writes to --out_dir (default data/control/<system>/):
   <split>_opt_cost.npy      float64 [N]         J of the stored (float32) optimal controls
 
     python data/control/prepare.py                       # both systems, default sizes
-    python data/control/prepare.py --system=pendulum --n_train=50000 --num_proc=2
+    python data/control/prepare.py --system=pendulum --n_train=2000 --num_proc=2   # fewer than the default 50,000
     python data/control/prepare.py --system=pendulum --solver=scipy      # the reference solver
     python data/control/prepare.py --system=pendulum --verify=100   # + how good are the optima?
 """
@@ -42,7 +42,7 @@ import control  # noqa: E402
 from common import save_json, save_npy  # noqa: E402
 
 # the pendulum costs ~23 CPU-ms an example with --solver=torch (50,000 in 9m51s with --num_proc=2 on 2 idle cores), ~0.55 CPU-s with scipy
-DEFAULT_SIZES = {'double_integrator': (10000, 1000, 1000), 'pendulum': (2000, 250, 250)}
+DEFAULT_SIZES = {'double_integrator': (10000, 1000, 1000), 'pendulum': (50000, 1000, 1000)}
 
 
 def verify_pendulum(system, x0, target, u, args):
