@@ -251,9 +251,11 @@ def write_ablation(settings, root, path, runs):
     split = settings[0]['split']
     S = max(k for r in settings for k in range(1, 65) if f'{split}_loss_s{k}' in r['final'])
     control = any(f'{split}_cost_ratio_s1' in r['final'] for r in settings)
+    median = any(f'{split}_cost_ratio_median_s1' in r['final'] for r in settings)  # the mean drowns in outliers
     seeds = max(r['seeds'] for r in settings)
     lines = [f"grid {path}: final {split} loss per supervision step" + (" (exact accuracy)" if split == 'test' else
-                                                                         " (cost ratio, success)" if control else '')
+                                                                         f" (cost ratio{' median' if median else ''}, success)"
+                                                                         if control else '')
              + (f", mean ± half the min-max range over {seeds} seeds" if seeds > 1 else ''),
              '', '| setting | overrides | params | MFLOPs/token | tokens/s | iters | wall | '
              + ' | '.join(f's{s + 1}' for s in range(S)) + ' |', '|' + '---|' * (7 + S)]
@@ -262,7 +264,8 @@ def write_ablation(settings, root, path, runs):
         for s in range(S):
             loss = mean_spread(r, f'{split}_loss_s{s + 1}', '.4f')
             exact, ratio, success = (mean_spread(r, f'{split}_{k}_s{s + 1}', f) for k, f in
-                                     (('exact', '.3f'), ('cost_ratio', '.3f'), ('success', '.1%')))
+                                     (('exact', '.3f'), ('cost_ratio_median' if median else 'cost_ratio', '.3f'),
+                                                      ('success', '.1%')))
             extra = f' ({exact})' if exact else f' ({ratio}, {success})' if ratio else ''
             cells.append(loss + extra if loss else '')
         over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or '-'

@@ -228,6 +228,7 @@ class Bench:
                     loss, bce, _ = self.task.losses(logits, q, X, Y, self.task_data, c)
                     total = w * loss if bce is None else w * (loss + c['act_loss_weight'] * bce)
                 (total / accum).backward()
+                X = self.task.next_input(X, logits, self.task_data, c)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c['grad_clip'] if c['grad_clip'] > 0 else float('inf'))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -159,7 +159,7 @@ def metrics(system, x0, target, u_pred, u_opt):
     """Compare predicted controls with the optimal ones (numpy or torch in; float64 inside).
     Predictions are clipped to the bounds before the rollout, so cost_ratio >= 1 whenever u_opt
     is the true optimum. Returns python floats: control_mse (raw predictions vs optimal), final_err
-    (mean |x_H - x*|), cost_ratio (mean J(u_pred)/J(u_opt)), cost_ratio_p95, success (fraction with
+    (mean |x_H - x*|), cost_ratio (mean J(u_pred)/J(u_opt)), its median and p95, success (fraction with
     final error <= success_tol), and opt_final_err / opt_success of u_opt for reference."""
     check_controls(system, u_pred)
     check_controls(system, u_opt, 'u_opt')
@@ -175,6 +175,7 @@ def metrics(system, x0, target, u_pred, u_opt):
     return dict(control_mse=(u_pred - u_opt).pow(2).mean().item(),
                 final_err=err_p.mean().item(),
                 cost_ratio=ratio.mean().item(),
+                cost_ratio_median=torch.quantile(ratio, 0.5).item(),
                 cost_ratio_p95=torch.quantile(ratio, 0.95).item(),
                 success=(err_p <= tol).double().mean().item(),
                 opt_final_err=err_o.mean().item(),
@@ -196,13 +197,40 @@ def good_enough(system, x0, target, u, opt_cost, cost_tol):
     return (err <= system['success_tol']) & (cost(system, xs, u, target) <= (1 + cost_tol) * opt_cost)
 
 
-def make_features(x0, target, horizon):
-    """Model inputs [N, H, 2n+1] float32: row t = [x0, target, t/H] (numpy in and out)."""
+def make_features(x0, target, horizon, n_feedback=0):
+    """Model inputs [N, H, 2n+1] float32: row t = [x0, target, t/H] (numpy in and out), plus n_feedback
+    zero columns (rollout feedback's, empty before the first supervision step)."""
     x0, target = np.asarray(x0, dtype=np.float32), np.asarray(target, dtype=np.float32)
     N = x0.shape[0]
     t = np.broadcast_to((np.arange(horizon, dtype=np.float32) / horizon)[None, :, None], (N, horizon, 1))
     rep = lambda a: np.broadcast_to(a[:, None, :], (N, horizon, a.shape[1]))
-    return np.ascontiguousarray(np.concatenate([rep(x0), rep(target), t], axis=2))
+    return np.ascontiguousarray(np.concatenate([rep(x0), rep(target), t, np.zeros((N, horizon, n_feedback), np.float32)], axis=2))
+
+
+def feedback_dims(system):
+    """Columns rollout feedback adds to every row of the features: 1 + m + 3n."""
+    return 1 + system['n_control'] + 3 * system['n_state']
+
+
+@torch.no_grad()
+def with_feedback(system, X, u):
+    """Rollout feedback: the next supervision step's inputs, X [B, H, 2n+1+feedback_dims] with its feedback
+    columns replaced by what this step's controls u [B, H, m] do. Row t gets [1, u_t, x_{t+1},
+    x_{t+1} - x*, x_H - x*]: a flag (0 before the first step), the control clipped to the bounds, the state
+    it leads to when all of u is rolled out from x0, that state's error to the target, and the final error
+    (the same on every row: what the whole sequence missed by). The target, not the optimal path: at
+    inference the optimum is unknown. Float32 or better with autocast off, as rollout_loss."""
+    n = system['n_state']
+    x0, target = split_features(system, X)
+    dtype = torch.promote_types(X.dtype, torch.float32)
+    with torch.autocast(device_type=X.device.type, enabled=False):
+        x0, target = x0.to(dtype), target.to(dtype)
+        uc = clip_controls(system, u.detach().to(dtype))
+        xs = rollout(system, x0, uc)[:, 1:]
+        err = xs - target[:, None]
+        flag = torch.ones_like(uc[..., :1])
+        fb = torch.cat([flag, uc, xs, err, err[:, -1:].expand_as(err)], dim=2)
+    return torch.cat([X[..., :2 * n + 1], fb.to(X.dtype)], dim=2)
 
 
 def load_meta(data_dir):
@@ -478,6 +506,9 @@ def load(data_dir, config):
             raise ValueError(f"{data_dir} has no {split} examples; rerun `python data/control/prepare.py "
                              f"--system={system['name']} --n_{split}=N` with N > 0")
     tensors = {split: {k: torch.from_numpy(d[k]) for k in ('features', 'targets')} for split, d in splits.items()}
+    if config.get('rollout_feedback'):  # the feedback columns, zero until a step has run
+        for d in tensors.values():
+            d['features'] = F.pad(d['features'], (0, feedback_dims(system)))
     return {'splits': tensors, 'system': system}
 
 
@@ -485,8 +516,9 @@ def model_args(data, config):
     """Features in (a linear embedding), controls out (a linear head), one position per horizon step,
     bidirectional."""
     system = data['system']
+    n_feedback = feedback_dims(system) if config.get('rollout_feedback') else 0
     return {'vocab_size': 0, 'block_size': system['horizon'], 'causal': False,
-            'n_features': system['n_features'], 'n_outputs': system['n_control']}
+            'n_features': system['n_features'] + n_feedback, 'n_outputs': system['n_control']}
 
 
 def draw(data, generator, shape):
@@ -530,6 +562,11 @@ def losses(logits, q, X, Y, data, config):
     return loss, bce, (halted(q).float() == good).float().mean()
 
 
+def next_input(X, logits, data, config):
+    """The next supervision step's inputs: with rollout_feedback, X with what this step's controls do."""
+    return with_feedback(data['system'], X, logits) if config.get('rollout_feedback') else X
+
+
 def batch_metrics(logits, q, X, Y, data):
     return {}
 
@@ -546,7 +583,7 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
     out = {}
     for s, u in enumerate(outputs):
         m = metrics(system, x0, target, u, Y)
-        for k in ('control_mse', 'final_err', 'cost_ratio', 'cost_ratio_p95', 'success'):
+        for k in ('control_mse', 'final_err', 'cost_ratio', 'cost_ratio_median', 'cost_ratio_p95', 'success'):
             out[f'{split}_{k}_s{s + 1}'] = m[k]
         out[f'{split}_opt_success'] = m['opt_success']
     return out
@@ -554,7 +591,8 @@ def eval_split(model, data, split, X, Y, outputs, config, run):
 
 def summary(metrics, split, S, config):
     per_step = lambda k, f: ' '.join(f"{metrics[f'{split}_{k}_s{s + 1}']:{f}}" for s in range(S))
-    line = (f"  {split} cost ratio per step: {per_step('cost_ratio', '.4f')}; p95 {per_step('cost_ratio_p95', '.3f')}; "
+    line = (f"  {split} cost ratio per step: {per_step('cost_ratio', '.4f')}; median {per_step('cost_ratio_median', '.3f')}; "
+            f"p95 {per_step('cost_ratio_p95', '.3f')}; "
             f"success {per_step('success', '.3f')} (optimum {metrics[f'{split}_opt_success']:.3f})")
     if f'{split}_halt_step' in metrics:
         line += (f"; at the halting step (mean {metrics[f'{split}_halt_step']:.2f}) cost ratio "

@@ -50,14 +50,16 @@ def evaluate(m, task, data, config, run, splits=None):
             w = len(X)
             y = z = None
             halt_step = torch.full((len(X),), S, device=device)
+            X_s = X  # this step's inputs (control's rollout feedback changes them from step to step)
             for s in range(S):
                 with ctx:
-                    logits, q, y, z = m(X, y, z, puzzle_ids=P)
-                    loss, _, acc = task.losses(logits, q, X, Y, data, config)
-                add(sums, S, s, w, device, {'loss': loss, 'act_acc': acc, **task.batch_metrics(logits, q, X, Y, data)})
+                    logits, q, y, z = m(X_s, y, z, puzzle_ids=P)
+                    loss, _, acc = task.losses(logits, q, X_s, Y, data, config)
+                add(sums, S, s, w, device, {'loss': loss, 'act_acc': acc, **task.batch_metrics(logits, q, X_s, Y, data)})
                 kept = task.eval_outputs(logits)
                 if kept is not None:
                     outputs[s].append(kept)
+                X_s = task.next_input(X_s, logits, data, config)
                 if q is not None and q.dim() == 1:  # per sequence: a row's answer is this step's until it halts
                     halting = True
                     running = halt_step == S

@@ -18,6 +18,7 @@ A task module's surface (lm.py, puzzles.py, control.py; train.py calls only thes
     get_batch(data, split, ix, aug_seed) (inputs, targets, puzzle ids or None) on the CPU
     eval_rows(data, split, generator, config, rank, world_size)  the evaluation batches of a split
     losses(logits, q, X, Y, data, config)     one supervision step's loss, ACT BCE, q accuracy
+    next_input(X, logits, data, config)  the next supervision step's inputs (control's rollout feedback; else X)
     batch_metrics(logits, q, X, Y, data)      per-batch means to report beside the loss (exact, ...)
     eval_outputs(logits)                 what eval_split needs of each step's outputs (None: nothing)
     eval_split(model, data, split, X, Y, outputs, config, run)  metrics over a whole split
@@ -44,6 +45,8 @@ GPT2_VOCAB = 50304  # GPT-2's 50257 padded to a multiple of 64: faster matmuls
 def load(data_dir, config):
     """The dataset's vocabulary (meta.pkl, or None for GPT-2) and split lengths, after checking that the
     splits are token streams long enough for block_size and that the vocabulary covers their ids."""
+    if config.get('rollout_feedback'):
+        raise ValueError("rollout_feedback is for control data (data/control/<system>); set it False for a language model")
     meta = None
     meta_path = os.path.join(data_dir, 'meta.pkl')
     if os.path.exists(meta_path):
@@ -146,6 +149,10 @@ def losses(logits, q, X, Y, data, config):
     q = q[mask].float()
     bce = F.binary_cross_entropy_with_logits(q, right.float())
     return loss, bce, (halted(q) == right).float().mean()
+
+
+def next_input(X, logits, data, config):
+    return X
 
 
 def batch_metrics(logits, q, X, Y, data):

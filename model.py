@@ -471,12 +471,15 @@ class GPT(nn.Module):
             q = self.q_head(y if cfg.causal else y[:, 0])[..., 0]
         return self.lm_head(y[:, prefix:]), q, y.detach(), z.detach()
 
-    def supervision_steps(self, idx, n_sup=None, puzzle_ids=None):
-        """Inference: yield (logits, q_logits) after every supervision step."""
+    def supervision_steps(self, idx, n_sup=None, puzzle_ids=None, next_input=None):
+        """Inference: yield (logits, q_logits) after every supervision step. next_input(idx, logits): the
+        next step's inputs (control's rollout feedback), else idx throughout."""
         y = z = None
         for _ in range(n_sup or self.n_sup):
             logits, q, y, z = self(idx, y, z, puzzle_ids=puzzle_ids)
             yield logits, q
+            if next_input is not None:
+                idx = next_input(idx, logits)
 
     def get_num_params(self, non_embedding=True):
         n = sum(p.numel() for p in self.parameters())

@@ -388,6 +388,8 @@ NEXT_COMMAND = 'python solve.py --out_dir={out_dir}'
 def load(data_dir, config):
     """Both splits; kind: sudoku, maze or arc (the data's augmentation); n_aug: augmentations per task,
     each with its own puzzle embedding (ARC), else 1."""
+    if config.get('rollout_feedback'):
+        raise ValueError("rollout_feedback is for control data (data/control/<system>); set it False for puzzles")
     splits = {split: load_split(data_dir, split) for split in SPLITS}
     meta = splits['train']['meta']
     kind = meta['augmentation']
@@ -444,6 +446,10 @@ def losses(logits, q, X, Y, data, config):
     q = q.float()
     bce = F.binary_cross_entropy_with_logits(q, solved.float())
     return loss, bce, (halted(q) == solved).float().mean()
+
+
+def next_input(X, logits, data, config):
+    return X
 
 
 def batch_metrics(logits, q, X, Y, data):

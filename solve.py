@@ -146,9 +146,11 @@ def roll_out():
     H, m = system['horizon'], system['n_control']
     x0_np, target_np = parse_states(system, np.random.default_rng(seed))
     x0_t, target_t = torch.tensor(x0_np), torch.tensor(target_np)
-    X = torch.tensor(control.make_features(x0_np, target_np, H), device=device)
+    feedback = ckpt['config'].get('rollout_feedback', False)
+    X = torch.tensor(control.make_features(x0_np, target_np, H, control.feedback_dims(system) if feedback else 0), device=device)
+    next_input = (lambda X, u: control.with_feedback(system, X, u)) if feedback else None
     with torch.no_grad(), ctx:
-        steps = [(u.float().cpu().double(), q) for u, q in model.supervision_steps(X, n_sup)]
+        steps = [(u.float().cpu().double(), q) for u, q in model.supervision_steps(X, n_sup, next_input=next_input)]
     used = torch.full((num_samples,), n_sup)  # a row stops at its first step that halts
     for s, (_, q) in reversed(list(enumerate(steps))):
         if q is not None and halt_threshold < 1.0:

@@ -264,6 +264,8 @@ def train_batch(X, Y, P, k, last_micro_step=True):
             running = ~stop if running is None else running & ~stop
         prev = loss.detach()
         step_losses.append(prev)
+        if s < k - 1:
+            X = task.next_input(X, logits, data, config)
     return torch.stack(step_losses)
 
 
@@ -297,7 +299,7 @@ def train_trm_step(X, Y, P):
     done = steps >= S  # n_sup steps taken, or halts() (with one step every row is done)
     if q is not None and S > 1:
         done |= halts(q, steps)
-    carry = dict(c, y=y, z=z, steps=steps, halted=done)
+    carry = dict(c, X=task.next_input(c['X'], logits, data, config), y=y, z=z, steps=steps, halted=done)
     return loss.detach()[None]
 
 

@@ -79,6 +79,8 @@ arc_eval_votes = 8              # ARC eval: each test pair solved under this man
 arc_eval_pairs = 0              # ARC eval: test pairs scored for pass@k (0 = all)
 # control (data/control/<system>): loss = MSE to the optimal controls + rollout_loss_weight * mean log(J / J*)
 rollout_loss_weight = 0.0       # the rollout term weighs control errors by what they cost (control.rollout_loss)
+rollout_feedback = False        # from the second supervision step on, each row's input also holds what the previous
+                                # step's controls do: the states reached and their errors to the target (control.with_feedback)
 act_cost_tol = 0.02             # q learns "the rollout ends within the system's success_tol, at J <= (1 + this) J*"
 # optimizer: AdamW, warmup + cosine
 learning_rate = 3e-3

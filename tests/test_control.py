@@ -202,6 +202,8 @@ def test_metrics_cost_ratio():
     for noisy in (u + 0.05 * rng.normal(size=u.shape), np.zeros_like(u), torch.tensor(u * 1.5)):
         mn = control.metrics(DI, torch.tensor(x0), torch.tensor(target), noisy, u)
         assert mn['cost_ratio'] > 1.0 and mn['cost_ratio_p95'] >= 1.0 and mn['control_mse'] > 0
+        ratio = J(DI, x0, target, np.asarray(noisy)) / J(DI, x0, target, u)
+        assert mn['cost_ratio_median'] == pytest.approx(np.median(ratio), rel=1e-9)
     assert control.metrics(DI, x0, target, np.zeros_like(u), u)['success'] < 0.5
     # bounded system: out-of-bound predictions are clipped before the rollout, so ratio >= 1 still holds
     x0, target = sample(PEND, 6, 15)
@@ -241,6 +243,76 @@ def test_rollout_loss_is_zero_at_optimum_and_trains():
     up = torch.full((2, 15, 1), 9.0, requires_grad=True)
     control.rollout_loss(PEND, x0, target, up, torch.ones(2)).backward()
     assert (up.grad > 0).all()
+
+
+# ----------------------------------------------------------------------------- rollout feedback
+
+def test_feedback_columns_are_what_the_controls_do():
+    x0, target = sample(PEND, 3, 22)
+    nf = control.feedback_dims(PEND)
+    X = torch.tensor(control.make_features(x0, target, 15, nf))
+    assert nf == 8 and X.shape == (3, 15, 13) and (X[..., 5:] == 0).all()
+    assert torch.equal(X[..., :5], torch.tensor(control.make_features(x0, target, 15)))
+    u = torch.tensor(np.random.default_rng(23).uniform(-8, 8, (3, 15, 1)), dtype=torch.float32)
+    X1 = control.with_feedback(PEND, X, u)
+    assert X1.shape == X.shape and X1.dtype == torch.float32 and torch.equal(X1[..., :5], X[..., :5])
+    # by hand, row t: [1, u_t clipped, x_{t+1}, x_{t+1} - x*, x_H - x*]
+    uc = u.clamp(-5, 5).double()
+    xs = control.rollout(PEND, torch.tensor(x0), uc)
+    for i in range(3):
+        for t in range(15):
+            err = xs[i, t + 1] - torch.tensor(target[i])
+            want = torch.cat([torch.ones(1), uc[i, t], xs[i, t + 1], err, xs[i, -1] - torch.tensor(target[i])])
+            torch.testing.assert_close(X1[i, t, 5:].double(), want, rtol=1e-5, atol=1e-5)
+    # the next step's feedback replaces this one's (it does not accumulate); bf16 inputs under autocast work
+    X2 = control.with_feedback(PEND, X1, torch.zeros_like(u))
+    torch.testing.assert_close(X2, control.with_feedback(PEND, X, torch.zeros_like(u)))
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        Xb = control.with_feedback(PEND, X.bfloat16(), u.bfloat16())
+    assert Xb.dtype == torch.bfloat16 and Xb[0, 0, 5] == 1
+    # the task's surface: feedback only when asked for
+    data = {'system': PEND}
+    assert control.next_input(X, u, data, {'rollout_feedback': False}) is X
+    torch.testing.assert_close(control.next_input(X, u, data, {'rollout_feedback': True}), X1)
+
+
+def test_every_step_after_the_first_sees_the_feedback():
+    # evaluate() and model.supervision_steps feed step s+1 what step s's controls do: the same outputs as a
+    # hand-written loop, and different ones from a loop without feedback
+    from types import SimpleNamespace
+    import contextlib
+    from evaluate import evaluate
+    from model import GPT, GPTConfig
+    x0, target = sample(PEND, 32, 24)
+    u_opt = torch.tensor(np.random.default_rng(25).uniform(-5, 5, (32, 15, 1)), dtype=torch.float32)
+    nf = control.feedback_dims(PEND)
+    feats = torch.tensor(control.make_features(x0, target, 15, nf))
+    data = {'system': dict(PEND, n_features=5), 'splits': {s: {'features': feats, 'targets': u_opt} for s in control.SPLITS}}
+    config = dict(rollout_feedback=True, rollout_loss_weight=0.0, act_cost_tol=0.02, eval_iters=0, batch_size=16,
+                  halt_threshold=0.5, seed=1, eval_n_sup=3, fsdp=False)
+    torch.manual_seed(0)
+    args = control.model_args(data, config)
+    assert args['n_features'] == 5 + nf
+    m = GPT(GPTConfig(n_layer=1, n_head=2, n_kv_head=2, n_embd=32, n_loops=1, T_recursion=1, n_sup=3, act=True, **args))
+    m.eval()
+    run = SimpleNamespace(device='cpu', ctx=contextlib.nullcontext(), rank=0, world_size=1,
+                          all_reduce=lambda t: None, to_device=lambda b: b)
+    out = evaluate(m, control, data, config, run, splits=['val'])
+    with torch.no_grad():
+        def by_hand(feedback):
+            us, X, y, z = [], feats, None, None
+            for _ in range(3):
+                u, _, y, z = m(X, y, z)
+                us.append(u)
+                X = control.with_feedback(PEND, X, u) if feedback else X
+            return us
+        us, blind = by_hand(True), by_hand(False)
+        steps = [u for u, _ in m.supervision_steps(feats, 3, next_input=lambda X, u: control.with_feedback(PEND, X, u))]
+    for s in range(3):
+        mse = (us[s] - u_opt).pow(2).mean().item()
+        assert out[f'val_control_mse_s{s + 1}'] == pytest.approx(mse, rel=1e-5)
+        torch.testing.assert_close(steps[s], us[s])
+    assert torch.equal(us[0], blind[0]) and not torch.allclose(us[1], blind[1])
 
 
 # ----------------------------------------------------------------------------- prepare end to end

@@ -645,6 +645,40 @@ def test_control_trains_with_the_trm_schedule_and_rollout_loss(control_run):
             assert r['val_cost_ratio_halt'] == r['val_cost_ratio_s1']
 
 
+def test_control_trains_with_rollout_feedback_under_both_schedules(control_run):
+    # the feedback columns widen the inputs (2n+1 + 1+m+3n); both schedules train and evaluate with them, and
+    # solve.py rolls the checkpoint out feeding each step the previous one's rollout
+    from conftest import CONTROL
+    import control
+    for schedule in ('batch', 'trm'):
+        run_train(control_run, *CONTROL, f'--schedule={schedule}', f'--out_dir=fb_{schedule}', '--max_iters=30',
+                  '--eval_interval=30', '--eval_iters=1', '--rollout_feedback=True')
+        rows = read_metrics(control_run / f'fb_{schedule}')
+        assert all(math.isfinite(r['loss']) for r in rows if r['kind'] == 'train')
+        assert rows[-1]['val_cost_ratio_s2'] < rows[0]['val_cost_ratio_s2']
+        ckpt = load(control_run / f'fb_{schedule}' / 'ckpt.pt')
+        assert ckpt['model_args']['n_features'] == 5 + control.feedback_dims(control.make_system('double_integrator'))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'solve.py'), '--out_dir=fb_trm', '--num_samples=2',
+                           '--plot=fb.png'], cwd=control_run, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split('mean cost ratio per supervision step: ')[1].splitlines()[0].split()) == 2
+    # eval.py reads the checkpoint back with the feedback: the run's last numbers
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval.py'), '--out_dir=fb_trm', '--dtype=float32',
+                           f'--json_path={control_run / "fb.json"}'], cwd=control_run, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(control_run / 'fb.json') as f:
+        got = json.load(f)['runs'][0]['metrics']
+    last = [r for r in rows if r['kind'] == 'eval'][-1]
+    for k in ('val_cost_ratio_s1', 'val_cost_ratio_s2', 'val_control_mse_s2', 'val_success_s2'):
+        assert got[k] == pytest.approx(last[k], rel=1e-6), k
+
+
+def test_rollout_feedback_is_refused_outside_control(run_dir):
+    proc = run_train(run_dir, '--out_dir=fb', '--rollout_feedback=True', check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and 'rollout_feedback is for control data' in lines[0]
+
+
 def test_max_seconds_stops_with_a_final_eval(run_dir):
     run_train(run_dir, '--out_dir=out', '--max_iters=1000000', '--eval_interval=1000000', '--max_seconds=2',
               '--warmup_iters=0')
