@@ -348,6 +348,7 @@ def test_prepare_writes_documented_files(tmp_path):
                 assert np.abs(u).max() <= meta['u_max'][0]
     stats = json.loads((out / 'pendulum' / 'meta.json').read_text())['stats']['train']
     assert stats['verify_n'] == 2 and 0 <= stats['verify_mean_gap'] <= stats['verify_max_gap'] < 10
+    assert 0 <= stats['verify_frac_better'] <= stats['verify_frac_within_1e-6']  # better is within
     # the linear system's optimum is exact, so the check in meta is tight; same seed -> same data
     assert json.loads((out / 'double_integrator' / 'meta.json').read_text())['stats']['train']['riccati_vs_closed_form_max_abs'] < 1e-9
     proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path / "again"}', '--n_train=12', '--n_val=4', '--n_test=3')
