@@ -78,9 +78,13 @@ def test_ablate_grid_on_control_reports_cost_ratio_and_success(control_run):
     # through bench.py --ablate, which hands the grid and the train.py keys given to it to ablate.py
     bench(control_run, '--ablate=cgrid.py', '--eval_iters=1', '--compile=False', '--ablate_dir=out-cgrid')
     table = (control_run / 'out-cgrid' / 'results.md').read_text()
-    assert 'final val loss per supervision step (cost ratio, success)' in table
-    for name in ('silu', 'swiglu'):  # loss (cost ratio, success) at both supervision steps
+    assert 'final val loss per supervision step (cost ratio median, success)' in table
+    with open(control_run / 'out-cgrid' / 'results.csv') as f:
+        final = {r['setting']: r for r in csv.DictReader(f)}
+    for name in ('silu', 'swiglu'):  # loss (median cost ratio, success) at both supervision steps
         assert re.search(rf'^\| {name} \| mlp={name} \|.*( \| [\d.]+ \([\d.]+, [\d.]+%\)){{2}} \|$', table, re.M), table
+        row = next(line for line in table.splitlines() if line.startswith(f'| {name} |'))
+        assert f"({float(final[name]['val_cost_ratio_median_s2']):.3f}, " in row  # the median, not the mean
         assert torch.load(control_run / 'out-cgrid' / name / 'ckpt.pt', weights_only=True)['config']['max_seconds'] == 0
 
 
