@@ -148,7 +148,7 @@ def roll_out():
     x0_t, target_t = torch.tensor(x0_np), torch.tensor(target_np)
     feedback = ckpt['config'].get('rollout_feedback', False)
     X = torch.tensor(control.make_features(x0_np, target_np, H, control.feedback_dims(system) if feedback else 0), device=device)
-    next_input = (lambda X, u: control.with_feedback(system, X, u)) if feedback else None
+    next_input = lambda X, u: control.next_input(X, u, {'system': system}, ckpt['config'])  # the task's, as in training
     with torch.no_grad(), ctx:
         steps = [(u.float().cpu().double(), q) for u, q in model.supervision_steps(X, n_sup, next_input=next_input)]
     used = torch.full((num_samples,), n_sup)  # a row stops at its first step that halts
