@@ -1,6 +1,6 @@
 """
-The control task: system definitions, batched differentiable rollouts, costs and metrics, the optimal-control
-solvers that make the data's ground truth (LQR; pendulum by L-BFGS-B), and train.py's task surface (see lm.py).
+The control task: system definitions, batched differentiable rollouts, costs and metrics, and train.py's task
+surface (see lm.py). The optimal controls that are the data's ground truth come from control_solver.py.
 
 A control example is an initial state x0 [n], a target state x* [n] and a sequence of H
 controls u [H, m]. The discrete system is x_{t+1} = step(x_t, u_t) and the cost is
@@ -9,7 +9,8 @@ controls u [H, m]. The discrete system is x_{t+1} = step(x_t, u_t) and the cost 
 
 A system is a plain JSON-able dict (it is what data/control/prepare.py stores in meta.json):
 name, dt, horizon, n_state, n_control, Q, R, Qf, u_min/u_max (None = unbounded), the
-matrices A, B of a linear system or the physical params of a nonlinear one, success_tol
+matrices A, B of a linear system or the params of a nonlinear one (a second-order system
+x = (q, q'), q'' = accel(q, q', u), one RK4 step per control interval), success_tol
 (final-state error counted as a success) and the boxes the x0 / targets were drawn from.
 
 Model inputs (features) are [N, H, 2n+1] float32: at every horizon step t the row
@@ -22,18 +23,16 @@ Model inputs (features) are [N, H, 2n+1] float32: at every horizon step t the ro
 """
 import json
 import math
-import multiprocessing
 import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
-from tqdm import tqdm
 
 from model import halted
 
 SPLITS = ('train', 'val', 'test')
+SYSTEMS = ('double_integrator', 'pendulum', 'van_der_pol')
 
 
 def make_system(name):
@@ -61,7 +60,18 @@ def make_system(name):
                     u_min=[-5.0], u_max=[5.0],
                     success_tol=0.1,
                     x0_low=[-math.pi, -2.0], x0_high=[math.pi, 2.0], target_low=[-math.pi, 0.0], target_high=[math.pi, 0.0])
-    raise ValueError(f"unknown control system {name!r}; choose double_integrator or pendulum")
+    if name == 'van_der_pol':
+        # q'' = mu (1 - q^2) q' - q + u: negative damping inside |q| < 1 pushes every state out towards the
+        # limit cycle (amplitude ~2), positive damping outside pulls it in; stopping at a target fights both.
+        # The pendulum's weights, horizon and tolerance; mu and the force bound chosen so that the optimum
+        # reaches the tolerance in ~99% of examples and clipped LQR on the linearisation costs ~1.4x the optimum.
+        return dict(name=name, dt=0.2, horizon=15, n_state=2, n_control=1, integrator='rk4',
+                    params=dict(mu=2.0),
+                    Q=[[0.1, 0.0], [0.0, 0.01]], R=[[0.01]], Qf=[[1000.0, 0.0], [0.0, 100.0]],
+                    u_min=[-3.0], u_max=[3.0],
+                    success_tol=0.1,
+                    x0_low=[-2.0, -2.0], x0_high=[2.0, 2.0], target_low=[-1.5, 0.0], target_high=[1.5, 0.0])
+    raise ValueError(f"unknown control system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 
 def _t(a, like):
@@ -75,22 +85,30 @@ def pendulum_coeffs(system):
     return p['g'] / p['l'], p['damping'] / ml2, 1.0 / ml2
 
 
+def accel(system, q, v, u):
+    """q'' of a nonlinear system at q, q' = v under control u (torch, batched [B])."""
+    if system['name'] == 'pendulum':
+        a, b, c = pendulum_coeffs(system)
+        return -a * torch.sin(q) - b * v + c * u
+    if system['name'] == 'van_der_pol':
+        mu = system['params']['mu']
+        return mu * (1 - q * q) * v - q + u
+    raise ValueError(f"unknown control system {system['name']!r}")
+
+
 def step(system, x, u):
     """One discrete step, batched: x [B, n], u [B, m] -> [B, n]. Works for any float dtype."""
     if 'A' in system:  # any linear system: x' = A x + B u
         return x @ _t(system['A'], x).T + u @ _t(system['B'], x).T
-    if system['name'] == 'pendulum':
-        a, b, c = pendulum_coeffs(system)
-        h = system['dt']
+    h = system['dt']  # a nonlinear one: RK4, u held over the interval
 
-        def f(s):
-            return torch.stack([s[:, 1], -a * torch.sin(s[:, 0]) - b * s[:, 1] + c * u[:, 0]], dim=1)
-        k1 = f(x)
-        k2 = f(x + 0.5 * h * k1)
-        k3 = f(x + 0.5 * h * k2)
-        k4 = f(x + h * k3)
-        return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-    raise ValueError(f"unknown control system {system['name']!r}")
+    def f(s):
+        return torch.stack([s[:, 1], accel(system, s[:, 0], s[:, 1], u[:, 0])], dim=1)
+    k1 = f(x)
+    k2 = f(x + 0.5 * h * k1)
+    k3 = f(x + 0.5 * h * k2)
+    k4 = f(x + h * k3)
+    return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
 def rollout(system, x0, u):
@@ -257,238 +275,12 @@ def load_split(data_dir, split):
     return out
 
 
-# ----------------------------------------------------------------------------- optimal controls (the data's ground truth)
+# ----------------------------------------------------------------------------- drawing examples
 
 def sample_states(rng, low, high, n):
     """Uniform in the box, rounded to float32 so the stored states are exactly the ones solved for."""
     low, high = np.asarray(low), np.asarray(high)
     return (low + (high - low) * rng.random((n, len(low)))).astype(np.float32).astype(np.float64)
-
-
-# ----------------------------------------------------------------------------- LQR (linear)
-
-def riccati(A, B, Q, R, Qf, H, c):
-    """Finite-horizon LQR in error coordinates e = x - x*, where e' = A e + B u + c (c [N, n] is
-    the affine term, (A - I) x* for a linear system). The value is V_t(e) = e'P_t e + 2 p_t'e + const
-    and the optimal control u_t = -K_t e_t - k_t. A [n, n], B [n, m] are shared, or per example
-    [N, n, n], [N, n, m]. Returns K [H, m, n] (or [N, H, m, n]) and k [N, H, m]."""
-    T = lambda M: np.swapaxes(M, -1, -2)
-    col = lambda v: v[..., None]
-    P, p = Qf, np.zeros(c.shape)
-    K, k = [], []
-    for t in reversed(range(H)):
-        S = R + T(B) @ P @ B
-        Kt = np.linalg.solve(S, T(B) @ P @ A)
-        kt = np.linalg.solve(S, T(B) @ (P @ col(c) + col(p)))[..., 0]     # S^-1 B'(P c + p), per row
-        Acl = A - B @ Kt
-        w = P @ (col(c) - B @ col(kt)) + col(p)                             # P (c - B k) + p
-        p = (T(Kt) @ R @ col(kt) + T(Acl) @ w)[..., 0]                      # K'R k + Acl'(P (c - B k) + p)
-        P = Q + T(Kt) @ R @ Kt + T(Acl) @ P @ Acl
-        P = 0.5 * (P + T(P))
-        K.insert(0, Kt)
-        k.insert(0, kt)
-    return np.stack(K, axis=-3), np.stack(k, axis=1)
-
-
-def lqr_riccati(A, B, Q, R, Qf, H, x0, target):
-    """Optimal controls [N, H, m] of the linear problem, by the Riccati recursion."""
-    c = target @ (A - np.eye(len(A))).T
-    K, k = riccati(A, B, Q, R, Qf, H, c)
-    e, us = x0 - target, []
-    for t in range(H):
-        u = -e @ K[t].T - k[:, t]
-        us.append(u)
-        e = e @ A.T + u @ B.T + c
-    return np.stack(us, axis=1)
-
-
-def lqr_closed_form(A, B, Q, R, Qf, H, x0, target):
-    """Optimal controls [N, H, m] by stacking the dynamics: X = [x_1..x_H] = Sx x0 + Su U, so
-    J = (X - X*)'Qbar(X - X*) + U'Rbar U + const, minimised by one linear solve."""
-    n, m = B.shape
-    Sx = np.zeros((H * n, n))
-    Su = np.zeros((H * n, H * m))
-    Ap = [np.linalg.matrix_power(A, i) for i in range(H + 1)]
-    for t in range(H):  # row block t is x_{t+1}
-        Sx[t * n:(t + 1) * n] = Ap[t + 1]
-        for s in range(t + 1):
-            Su[t * n:(t + 1) * n, s * m:(s + 1) * m] = Ap[t - s] @ B
-    Qbar = np.kron(np.eye(H), Q)
-    Qbar[-n:, -n:] = Qf
-    Rbar = np.kron(np.eye(H), R)
-    d = x0 @ Sx.T - np.tile(target, (1, H))                        # X - X* at U = 0, [N, H n]
-    U = -np.linalg.solve(Su.T @ Qbar @ Su + Rbar, (d @ Qbar @ Su).T).T
-    return U.reshape(len(x0), H, m)
-
-
-# ----------------------------------------------------------------------------- pendulum
-
-def pendulum_problem(system):
-    """Plain-float constants for the fast per-sample solver."""
-    a, b, c = pendulum_coeffs(system)
-    (q00, q01), (_, q11) = system['Q']
-    (f00, f01), (_, f11) = system['Qf']
-    return dict(a=a, b=b, c=c, h=system['dt'], H=system['horizon'], q=(q00, q01, q11), qf=(f00, f01, f11),
-                r=system['R'][0][0], lo=system['u_min'][0], hi=system['u_max'][0])
-
-
-def pendulum_step(pb, th, om, u):
-    """One RK4 step on plain floats (the same arithmetic as step()). Returns the next state and
-    the stage angles whose cosines the adjoint needs."""
-    a, b, c, h = pb['a'], pb['b'], pb['c'], pb['h']
-    acc = lambda t_, o_: -a * math.sin(t_) - b * o_ + c * u
-    k1t, k1o = om, acc(th, om)
-    t2, o2 = th + 0.5 * h * k1t, om + 0.5 * h * k1o
-    k2t, k2o = o2, acc(t2, o2)
-    t3, o3 = th + 0.5 * h * k2t, om + 0.5 * h * k2o
-    k3t, k3o = o3, acc(t3, o3)
-    t4, o4 = th + h * k3t, om + h * k3o
-    k4t, k4o = o4, acc(t4, o4)
-    return th + h / 6 * (k1t + 2 * k2t + 2 * k3t + k4t), om + h / 6 * (k1o + 2 * k2o + 2 * k3o + k4o), (th, t2, t3, t4)
-
-
-def pendulum_cost_grad(u, pb, x0, target):
-    """J and dJ/du for one example (u: [H] floats), by a hand-written adjoint of the RK4 steps."""
-    a, b, c, h = pb['a'], pb['b'], pb['c'], pb['h']
-    (q00, q01, q11), (f00, f01, f11), r = pb['q'], pb['qf'], pb['r']
-    th, om = x0
-    tt, to = target
-    J, states, stages = 0.0, [], []
-    for ut in u:
-        e0, e1 = th - tt, om - to
-        J += q00 * e0 * e0 + 2 * q01 * e0 * e1 + q11 * e1 * e1 + r * ut * ut
-        states.append((e0, e1))
-        th, om, st = pendulum_step(pb, th, om, ut)
-        stages.append(st)
-    e0, e1 = th - tt, om - to
-    J += f00 * e0 * e0 + 2 * f01 * e0 * e1 + f11 * e1 * e1
-    gt, go = 2 * (f00 * e0 + f01 * e1), 2 * (f01 * e0 + f11 * e1)  # dJ/dx_H
-    grad = np.zeros(len(u))
-    for t in reversed(range(len(u))):
-        c1, c2, c3, c4 = (math.cos(s) for s in stages[t])
-        # x+ = x + h/6 (k1 + 2 k2 + 2 k3 + k4), k_i = f(s_i, u) with s_1 = x, s_2 = x + h/2 k1,
-        # s_3 = x + h/2 k2, s_4 = x + h k3; f(s, u) = (s_o, -a sin s_t - b s_o + c u).
-        # Walk the stages backwards; a vector-Jacobian product of f at s is (-a cos s_t g_o, g_t - b g_o).
-        g3t, g3o = h / 3 * gt, h / 3 * go
-        g2t, g2o = h / 3 * gt, h / 3 * go
-        g1t, g1o = h / 6 * gt, h / 6 * go
-        g4t, g4o = h / 6 * gt, h / 6 * go
-        s4t, s4o = -a * c4 * g4o, g4t - b * g4o
-        g3t, g3o = g3t + h * s4t, g3o + h * s4o
-        s3t, s3o = -a * c3 * g3o, g3t - b * g3o
-        g2t, g2o = g2t + 0.5 * h * s3t, g2o + 0.5 * h * s3o
-        s2t, s2o = -a * c2 * g2o, g2t - b * g2o
-        g1t, g1o = g1t + 0.5 * h * s2t, g1o + 0.5 * h * s2o
-        s1t, s1o = -a * c1 * g1o, g1t - b * g1o
-        du = c * (g1o + g2o + g3o + g4o)
-        dxt, dxo = gt + s1t + s2t + s3t + s4t, go + s1o + s2o + s3o + s4o
-        e0, e1 = states[t]
-        grad[t] = du + 2 * r * u[t]
-        gt, go = dxt + 2 * (q00 * e0 + q01 * e1), dxo + 2 * (q01 * e0 + q11 * e1)
-    return J, grad
-
-
-def pendulum_cost(u, pb, x0, target):
-    return pendulum_cost_grad(u, pb, x0, target)[0]
-
-
-def pendulum_lqr_baseline(system, x0, target):
-    """Clipped closed-loop LQR on the linearisation at (x*, u=0) of each example, x0 and target [N, n]
-    (numpy) -> u [N, H]: e' ~ A e + B u + c with c = step(x*, 0) - x*, solved by the same affine
-    Riccati recursion as the linear system."""
-    eps, H = 1e-6, system['horizon']
-    xs = torch.as_tensor(np.asarray(target, dtype=np.float64))
-    N, n = xs.shape
-    f = lambda x, u: step(system, x, torch.full((N, 1), u, dtype=torch.float64))
-    A = torch.stack([(f(xs + eps * d, 0.0) - f(xs - eps * d, 0.0)) / (2 * eps) for d in torch.eye(n, dtype=torch.float64)], dim=2)
-    B = ((f(xs, eps) - f(xs, -eps)) / (2 * eps))[:, :, None]
-    c = f(xs, 0.0) - xs
-    K, k = riccati(A.numpy(), B.numpy(), np.array(system['Q']), np.array(system['R']), np.array(system['Qf']), H, c.numpy())
-    K, k = torch.from_numpy(K), torch.from_numpy(k)
-    x, us = torch.as_tensor(np.asarray(x0, dtype=np.float64)), []
-    for t in range(H):
-        u = clip_controls(system, -(K[:, t] @ (x - xs)[:, :, None])[:, :, 0] - k[:, t])
-        us.append(u[:, 0])
-        x = step(system, x, u)
-    return torch.stack(us, dim=1).numpy()
-
-
-def pendulum_starts(pb, u_lqr, n, rng):
-    """n initial guesses: zero, the clipped LQR baseline, constants at +-0.2 and +-0.5 of the bound,
-    a full-torque kick either way then coasting, +-bang-bang switching at H/5, 2H/5, 3H/5 (swings
-    either way), then uniform random. The problem has many local optima (swing direction, number of
-    pumps, going round the long way): one start finds the best of 40 in only ~70% of examples, and
-    14 starts missed a long-way-round optimum (24x cheaper, reached only from a small constant) in
-    1 of 100 verified examples; the small constants were added for it."""
-    H, lo, hi = pb['H'], pb['lo'], pb['hi']
-    kick = np.r_[1.0, np.zeros(H - 1)]
-    starts = [np.zeros(H), u_lqr, *(np.full(H, f * b) for f in (0.2, 0.5) for b in (hi, lo)), hi * kick, lo * kick]
-    for k in (H // 5, 2 * H // 5, 3 * H // 5):
-        bang = np.where(np.arange(H) < k, hi, lo).astype(float)
-        starts += [bang, lo + hi - bang]
-    starts += [rng.uniform(lo, hi, H) for _ in range(max(0, n - len(starts)))]
-    return starts[:n]
-
-
-def solve_pendulum(task):
-    """Best L-BFGS-B optimum over several starts for one (x0, target). Returns (u [H], J, J_zero, J_lqr)."""
-    system, x0, target, restarts, seed = task
-    pb = pendulum_problem(system)
-    H, lo, hi = pb['H'], pb['lo'], pb['hi']
-    u_lqr = pendulum_lqr_baseline(system, x0[None], target[None])[0]
-    opt = lambda u0, **kw: minimize(pendulum_cost_grad, u0, args=(pb, x0, target), jac=True, method='L-BFGS-B',
-                                    bounds=[(lo, hi)] * H, options=dict(maxiter=2000, gtol=1e-9, **kw))
-    best = None
-    for u0 in pendulum_starts(pb, u_lqr, restarts, np.random.default_rng(seed)):
-        res = opt(u0, ftol=1e-13)
-        if best is None or res.fun < best.fun:
-            best = res
-    # the heavy terminal weight makes the problem ill-conditioned: L-BFGS-B sometimes stalls on the
-    # relative-decrease test with the gradient far from 0, so polish the winner (no f test, more memory)
-    for _ in range(3):
-        res = opt(best.x, ftol=0.0, maxcor=30)
-        if res.fun >= best.fun:
-            break
-        best = res
-    return best.x, best.fun, pendulum_cost(np.zeros(H), pb, x0, target), pendulum_cost(u_lqr, pb, x0, target)
-
-
-def run_tasks(tasks, num_proc, desc):
-    bar = dict(total=len(tasks), desc=desc, unit='ex')
-    if num_proc > 1:
-        with multiprocessing.Pool(num_proc) as pool:
-            return list(tqdm(pool.imap(solve_pendulum, tasks, chunksize=4), **bar))
-    return [solve_pendulum(t) for t in tqdm(tasks, **bar)]
-
-
-def solve_split(system, x0, target, seed, restarts=18, num_proc=1, solver='torch'):
-    """Optimal controls [N, H, m] (float64) of examples (x0, target) and the solver's stats; the pendulum
-    solves each example from `restarts` starts, seeded by [*seed, i]: solver='torch' all examples at once
-    (control_solver.py), 'scipy' one by one by L-BFGS-B (the reference); both in num_proc processes."""
-    name = system['name']
-    if name == 'double_integrator':
-        mats = [np.array(system[k], dtype=np.float64) for k in ('A', 'B', 'Q', 'R', 'Qf')]
-        u = lqr_riccati(*mats, system['horizon'], x0, target)
-        gap = np.abs(u - lqr_closed_form(*mats, system['horizon'], x0, target)).max() if len(x0) else 0.0
-        if gap > 1e-6:
-            raise ValueError(f"Riccati and closed-form LQR disagree by {gap:.2e}; the system matrices are ill-conditioned")
-        return u, {'riccati_vs_closed_form_max_abs': float(gap)}
-    if solver not in ('torch', 'scipy'):
-        raise ValueError(f"unknown solver {solver!r}; choose torch or scipy")
-    if not len(x0):
-        return np.zeros((0, system['horizon'], 1)), {}
-    if solver == 'torch':
-        from control_solver import solve_pendulum_batched  # it imports this module
-        u, J, Jz, Jl, info = solve_pendulum_batched(system, x0, target, seed, restarts, num_proc=num_proc)
-        stats = {'newton_unconverged': info['newton_unfinished']}
-    else:
-        tasks = [(system, x0[i], target[i], restarts, [*seed, i]) for i in range(len(x0))]
-        res = run_tasks(tasks, num_proc, f'{name} L-BFGS-B')
-        u = np.stack([r[0] for r in res])
-        J, Jz, Jl = (np.array([r[i] for r in res]) for i in (1, 2, 3))
-        stats = {}
-    return u[:, :, None], {'mean_J_over_J_zero': float(np.mean(J / Jz)), 'mean_J_over_J_lqr_clipped': float(np.mean(J / Jl)),
-                           'frac_beats_lqr_clipped': float(np.mean(J <= Jl + 1e-9)), **stats}
 
 
 # ----------------------------------------------------------------------------- the control task (train.py's surface: see lm.py)

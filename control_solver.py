@@ -1,33 +1,262 @@
 """
-The pendulum's ground truth for many examples at once: control.solve_pendulum (scipy L-BFGS-B, one
-example and start at a time, ~0.55 CPU-s an example) batched in torch float64, ~23 CPU-ms an example.
-Every start of every example is a row; rows live in flat arrays and are updated in slices of `chunk`
-rows, so memory is bounded and the slow tail of each phase runs once, not once per slice.
+The optimal controls that are the control data's ground truth (data/control/prepare.py calls solve_split).
 
-  1. box-constrained iLQR from every start (pendulum_starts, seeded as solve_pendulum's), once without
-     and once with heavy initial damping: the closed-loop forward pass keeps the trajectory near the
-     heavily weighted target, so most rows settle in ~10 iterations; the damped copy starts like
-     gradient descent and finds the low optima that ride the pendulum's own swing (each setting alone
-     misses ~0.3% of the optima scipy finds from the same starts). Rows far behind their example's best stop.
-  2. the best few distinct rows of each example are polished by projected Newton with exact Hessians
-     (cost_hess) and a second-order correction of the terminal state, to a tight KKT point.
+  linear (double integrator)  finite-horizon LQR by the Riccati recursion, checked against the closed form.
+  nonlinear (pendulum, Van der Pol: torque/force-bounded, many local optima: which way to swing, how many
+  pumps)  the best optimum over many starts (make_starts: zero, clipped LQR on the linearisation at the
+  target, constants, bang-bang, random), two ways:
 
-The cost has long curved valleys (curvature ~1e7 along the terminal state against 0.02 along the
-controls), where first-order methods and plain Newton crawl (L-BFGS-B takes up to ~1000 iterations).
-The correction (re-linearise the terminal state after a step, move back onto it) lets Newton follow
-them in ~50-200.
+  solve_batched    (the default) every start of every example is a row of flat float64 torch arrays,
+                   updated in slices of `chunk` rows (bounded memory; the slow tail of each phase runs once):
+                   1. box-constrained iLQR from every start, once without and once with heavy initial damping:
+                      the closed-loop forward pass keeps the trajectory near the heavily weighted target, so
+                      most rows settle in ~10 iterations; the damped copy starts like gradient descent and finds
+                      the low optima that ride the system's own swing (each setting alone misses ~0.3% of the
+                      pendulum optima scipy finds from the same starts). Rows far behind their example's best stop.
+                   2. the best few distinct rows of each example are polished by projected Newton with exact
+                      Hessians (cost_hess) and a second-order correction of the terminal state, to a tight KKT point.
+                   The cost has long curved valleys (curvature ~1e7 along the terminal state against 0.02 along
+                   the controls), where first-order methods and plain Newton crawl (L-BFGS-B takes up to ~1000
+                   iterations); the correction lets Newton follow them in ~50-200. ~23 CPU-ms a pendulum example.
+  solve_reference  one example at a time by scipy's L-BFGS-B on plain floats with a hand-written adjoint: an
+                   independent reference (prepare.py --solver=scipy, --verify), ~0.55 CPU-s a pendulum example.
 
-    u, J, J_zero, J_lqr, info = solve_pendulum_batched(system, x0, target, seed=[1337, 0])
+    u, stats = solve_split(system, x0, target, seed=[1337, 0])       # [N, H, m] float64
 """
+import math
 import multiprocessing
 import time
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from tqdm import tqdm
 
-from control import cost, pendulum_lqr_baseline, pendulum_problem, pendulum_starts, rollout, step
+from control import clip_controls, cost, pendulum_coeffs, rollout, step
 
+
+# ----------------------------------------------------------------------------- LQR (linear)
+
+def riccati(A, B, Q, R, Qf, H, c):
+    """Finite-horizon LQR in error coordinates e = x - x*, where e' = A e + B u + c (c [N, n] is
+    the affine term, (A - I) x* for a linear system). The value is V_t(e) = e'P_t e + 2 p_t'e + const
+    and the optimal control u_t = -K_t e_t - k_t. A [n, n], B [n, m] are shared, or per example
+    [N, n, n], [N, n, m]. Returns K [H, m, n] (or [N, H, m, n]) and k [N, H, m]."""
+    T = lambda M: np.swapaxes(M, -1, -2)
+    col = lambda v: v[..., None]
+    P, p = Qf, np.zeros(c.shape)
+    K, k = [], []
+    for t in reversed(range(H)):
+        S = R + T(B) @ P @ B
+        Kt = np.linalg.solve(S, T(B) @ P @ A)
+        kt = np.linalg.solve(S, T(B) @ (P @ col(c) + col(p)))[..., 0]     # S^-1 B'(P c + p), per row
+        Acl = A - B @ Kt
+        w = P @ (col(c) - B @ col(kt)) + col(p)                             # P (c - B k) + p
+        p = (T(Kt) @ R @ col(kt) + T(Acl) @ w)[..., 0]                      # K'R k + Acl'(P (c - B k) + p)
+        P = Q + T(Kt) @ R @ Kt + T(Acl) @ P @ Acl
+        P = 0.5 * (P + T(P))
+        K.insert(0, Kt)
+        k.insert(0, kt)
+    return np.stack(K, axis=-3), np.stack(k, axis=1)
+
+
+def lqr_riccati(A, B, Q, R, Qf, H, x0, target):
+    """Optimal controls [N, H, m] of the linear problem, by the Riccati recursion."""
+    c = target @ (A - np.eye(len(A))).T
+    K, k = riccati(A, B, Q, R, Qf, H, c)
+    e, us = x0 - target, []
+    for t in range(H):
+        u = -e @ K[t].T - k[:, t]
+        us.append(u)
+        e = e @ A.T + u @ B.T + c
+    return np.stack(us, axis=1)
+
+
+def lqr_closed_form(A, B, Q, R, Qf, H, x0, target):
+    """Optimal controls [N, H, m] by stacking the dynamics: X = [x_1..x_H] = Sx x0 + Su U, so
+    J = (X - X*)'Qbar(X - X*) + U'Rbar U + const, minimised by one linear solve."""
+    n, m = B.shape
+    Sx = np.zeros((H * n, n))
+    Su = np.zeros((H * n, H * m))
+    Ap = [np.linalg.matrix_power(A, i) for i in range(H + 1)]
+    for t in range(H):  # row block t is x_{t+1}
+        Sx[t * n:(t + 1) * n] = Ap[t + 1]
+        for s in range(t + 1):
+            Su[t * n:(t + 1) * n, s * m:(s + 1) * m] = Ap[t - s] @ B
+    Qbar = np.kron(np.eye(H), Q)
+    Qbar[-n:, -n:] = Qf
+    Rbar = np.kron(np.eye(H), R)
+    d = x0 @ Sx.T - np.tile(target, (1, H))                        # X - X* at U = 0, [N, H n]
+    U = -np.linalg.solve(Su.T @ Qbar @ Su + Rbar, (d @ Qbar @ Su).T).T
+    return U.reshape(len(x0), H, m)
+
+
+# ----------------------------------------------------------------------------- nonlinear: the starts
+
+def lqr_baseline(system, x0, target):
+    """Clipped closed-loop LQR on the linearisation at (x*, u=0) of each example, x0 and target [N, n]
+    (numpy) -> u [N, H]: e' ~ A e + B u + c with c = step(x*, 0) - x*, solved by the same affine
+    Riccati recursion as the linear system."""
+    eps, H = 1e-6, system['horizon']
+    xs = torch.as_tensor(np.asarray(target, dtype=np.float64))
+    N, n = xs.shape
+    f = lambda x, u: step(system, x, torch.full((N, 1), u, dtype=torch.float64))
+    A = torch.stack([(f(xs + eps * d, 0.0) - f(xs - eps * d, 0.0)) / (2 * eps) for d in torch.eye(n, dtype=torch.float64)], dim=2)
+    B = ((f(xs, eps) - f(xs, -eps)) / (2 * eps))[:, :, None]
+    c = f(xs, 0.0) - xs
+    K, k = riccati(A.numpy(), B.numpy(), np.array(system['Q']), np.array(system['R']), np.array(system['Qf']), H, c.numpy())
+    K, k = torch.from_numpy(K), torch.from_numpy(k)
+    x, us = torch.as_tensor(np.asarray(x0, dtype=np.float64)), []
+    for t in range(H):
+        u = clip_controls(system, -(K[:, t] @ (x - xs)[:, :, None])[:, :, 0] - k[:, t])
+        us.append(u[:, 0])
+        x = step(system, x, u)
+    return torch.stack(us, dim=1).numpy()
+
+
+def make_starts(system, u_lqr, n, rng):
+    """n initial guesses for one example: zero, the clipped LQR baseline, constants at +-0.2 and +-0.5 of the
+    bound, a full kick either way then coasting, +-bang-bang switching at H/5, 2H/5, 3H/5 (swings either way),
+    then uniform random. The pendulum has many local optima (swing direction, number of pumps, going round
+    the long way): one start finds the best of 40 in only ~70% of examples, and 14 starts missed a
+    long-way-round optimum (24x cheaper, reached only from a small constant) in 1 of 100 verified examples;
+    the small constants were added for it."""
+    H, lo, hi = system['horizon'], system['u_min'][0], system['u_max'][0]
+    kick = np.r_[1.0, np.zeros(H - 1)]
+    starts = [np.zeros(H), u_lqr, *(np.full(H, f * b) for f in (0.2, 0.5) for b in (hi, lo)), hi * kick, lo * kick]
+    for k in (H // 5, 2 * H // 5, 3 * H // 5):
+        bang = np.where(np.arange(H) < k, hi, lo).astype(float)
+        starts += [bang, lo + hi - bang]
+    starts += [rng.uniform(lo, hi, H) for _ in range(max(0, n - len(starts)))]
+    return starts[:n]
+
+
+def bang_bang_starts(system):
+    """Full force one way, then the other, switching after every step but the three make_starts has: these
+    reach optima with all but one or two controls on a bound that no other start finds (solve_batched's)."""
+    H, lo, hi = system['horizon'], system['u_min'][0], system['u_max'][0]
+    have = (H // 5, 2 * H // 5, 3 * H // 5)
+    bang = [np.where(np.arange(H) < k, hi, lo).astype(float) for k in range(1, H) if k not in have]
+    return np.array(bang + [lo + hi - b for b in bang])
+
+
+# ----------------------------------------------------------------------------- nonlinear: the scipy reference
+
+def reference_problem(system):
+    """Plain-float constants for the reference solver, with q'' = acc(q, v, u) of control.accel written again
+    on floats and its partials d acc/dq, d acc/dv (d acc/du is the constant acc_u)."""
+    name = system['name']
+    if name == 'pendulum':
+        a, b, c = pendulum_coeffs(system)
+        acc = lambda q, v, u: -a * math.sin(q) - b * v + c * u
+        partials = lambda q, v: (-a * math.cos(q), -b)
+        acc_u = c
+    elif name == 'van_der_pol':
+        mu = system['params']['mu']
+        acc = lambda q, v, u: mu * (1 - q * q) * v - q + u
+        partials = lambda q, v: (-2 * mu * q * v - 1, mu * (1 - q * q))
+        acc_u = 1.0
+    else:
+        raise ValueError(f"no reference solver for {name!r}")
+    (q00, q01), (_, q11) = system['Q']
+    (f00, f01), (_, f11) = system['Qf']
+    return dict(acc=acc, partials=partials, acc_u=acc_u, h=system['dt'], H=system['horizon'], q=(q00, q01, q11),
+                qf=(f00, f01, f11), r=system['R'][0][0], lo=system['u_min'][0], hi=system['u_max'][0])
+
+
+def reference_step(pb, q, v, u):
+    """One RK4 step on plain floats (the same arithmetic as control.step). Returns the next state and
+    the four stage states, which the adjoint needs."""
+    h, acc = pb['h'], pb['acc']
+    k1q, k1v = v, acc(q, v, u)
+    q2, v2 = q + 0.5 * h * k1q, v + 0.5 * h * k1v
+    k2q, k2v = v2, acc(q2, v2, u)
+    q3, v3 = q + 0.5 * h * k2q, v + 0.5 * h * k2v
+    k3q, k3v = v3, acc(q3, v3, u)
+    q4, v4 = q + h * k3q, v + h * k3v
+    k4q, k4v = v4, acc(q4, v4, u)
+    return (q + h / 6 * (k1q + 2 * k2q + 2 * k3q + k4q), v + h / 6 * (k1v + 2 * k2v + 2 * k3v + k4v),
+            ((q, v), (q2, v2), (q3, v3), (q4, v4)))
+
+
+def reference_cost_grad(u, pb, x0, target):
+    """J and dJ/du for one example (u: [H] floats), by a hand-written adjoint of the RK4 steps."""
+    h, partials = pb['h'], pb['partials']
+    (q00, q01, q11), (f00, f01, f11), r = pb['q'], pb['qf'], pb['r']
+    q, v = x0
+    tq, tv = target
+    J, states, stages = 0.0, [], []
+    for ut in u:
+        e0, e1 = q - tq, v - tv
+        J += q00 * e0 * e0 + 2 * q01 * e0 * e1 + q11 * e1 * e1 + r * ut * ut
+        states.append((e0, e1))
+        q, v, st = reference_step(pb, q, v, ut)
+        stages.append(st)
+    e0, e1 = q - tq, v - tv
+    J += f00 * e0 * e0 + 2 * f01 * e0 * e1 + f11 * e1 * e1
+    gq, gv = 2 * (f00 * e0 + f01 * e1), 2 * (f01 * e0 + f11 * e1)  # dJ/dx_H
+    grad = np.zeros(len(u))
+    for t in reversed(range(len(u))):
+        (d1q, d1v), (d2q, d2v), (d3q, d3v), (d4q, d4v) = (partials(*s) for s in stages[t])
+        # x+ = x + h/6 (k1 + 2 k2 + 2 k3 + k4), k_i = f(s_i, u) with s_1 = x, s_2 = x + h/2 k1,
+        # s_3 = x + h/2 k2, s_4 = x + h k3; f(s, u) = (s_v, acc(s_q, s_v, u)). Walk the stages backwards;
+        # a vector-Jacobian product of f at s is (d acc/dq g_v, g_q + d acc/dv g_v).
+        g3q, g3v = h / 3 * gq, h / 3 * gv
+        g2q, g2v = h / 3 * gq, h / 3 * gv
+        g1q, g1v = h / 6 * gq, h / 6 * gv
+        g4q, g4v = h / 6 * gq, h / 6 * gv
+        s4q, s4v = d4q * g4v, g4q + d4v * g4v
+        g3q, g3v = g3q + h * s4q, g3v + h * s4v
+        s3q, s3v = d3q * g3v, g3q + d3v * g3v
+        g2q, g2v = g2q + 0.5 * h * s3q, g2v + 0.5 * h * s3v
+        s2q, s2v = d2q * g2v, g2q + d2v * g2v
+        g1q, g1v = g1q + 0.5 * h * s2q, g1v + 0.5 * h * s2v
+        s1q, s1v = d1q * g1v, g1q + d1v * g1v
+        du = pb['acc_u'] * (g1v + g2v + g3v + g4v)
+        dxq, dxv = gq + s1q + s2q + s3q + s4q, gv + s1v + s2v + s3v + s4v
+        e0, e1 = states[t]
+        grad[t] = du + 2 * r * u[t]
+        gq, gv = dxq + 2 * (q00 * e0 + q01 * e1), dxv + 2 * (q01 * e0 + q11 * e1)
+    return J, grad
+
+
+def reference_cost(u, pb, x0, target):
+    return reference_cost_grad(u, pb, x0, target)[0]
+
+
+def solve_reference(task):
+    """Best L-BFGS-B optimum over several starts for one (x0, target). Returns (u [H], J, J_zero, J_lqr)."""
+    system, x0, target, restarts, seed = task
+    pb = reference_problem(system)
+    H, lo, hi = pb['H'], pb['lo'], pb['hi']
+    u_lqr = lqr_baseline(system, x0[None], target[None])[0]
+    opt = lambda u0, **kw: minimize(reference_cost_grad, u0, args=(pb, x0, target), jac=True, method='L-BFGS-B',
+                                    bounds=[(lo, hi)] * H, options=dict(maxiter=2000, gtol=1e-9, **kw))
+    best = None
+    for u0 in make_starts(system, u_lqr, restarts, np.random.default_rng(seed)):
+        res = opt(u0, ftol=1e-13)
+        if best is None or res.fun < best.fun:
+            best = res
+    # the heavy terminal weight makes the problem ill-conditioned: L-BFGS-B sometimes stalls on the
+    # relative-decrease test with the gradient far from 0, so polish the winner (no f test, more memory)
+    for _ in range(3):
+        res = opt(best.x, ftol=0.0, maxcor=30)
+        if res.fun >= best.fun:
+            break
+        best = res
+    return best.x, best.fun, reference_cost(np.zeros(H), pb, x0, target), reference_cost(u_lqr, pb, x0, target)
+
+
+def run_reference(tasks, num_proc, desc):
+    """solve_reference on every task, in num_proc processes, with a progress bar."""
+    bar = dict(total=len(tasks), desc=desc, unit='ex')
+    if num_proc > 1:
+        with multiprocessing.Pool(num_proc) as pool:
+            return list(tqdm(pool.imap(solve_reference, tasks, chunksize=4), **bar))
+    return [solve_reference(t) for t in tqdm(tasks, **bar)]
+
+
+# ----------------------------------------------------------------------------- nonlinear: batched in torch
 
 def sym2(system, key, like):
     """M + M' of a cost matrix (the gradient of e'Me is (M + M')e)."""
@@ -217,31 +446,22 @@ def newton_iteration(system, x0, target, u, mu, gtol=1e-9, eps0=1e-3, tau=1e-6, 
 
 # ----------------------------------------------------------------------------- the solver
 
-def bang_bang_starts(pb):
-    """Full torque one way, then the other, switching after every step but the three pendulum_starts has:
-    these reach optima with all but one or two controls on a bound that no other start finds."""
-    H, lo, hi = pb['H'], pb['lo'], pb['hi']
-    have = (H // 5, 2 * H // 5, 3 * H // 5)
-    bang = [np.where(np.arange(H) < k, hi, lo).astype(float) for k in range(1, H) if k not in have]
-    return np.array(bang + [lo + hi - b for b in bang])
-
-
 def per_example_min(J, ex, N):
     return torch.full((N,), float('inf'), dtype=J.dtype).scatter_reduce(0, ex, J, 'amin')
 
 
 @torch.no_grad()
-def solve_pendulum_batched(system, x0, target, seed, restarts=18, index0=0, num_proc=1, mu0=(0.0, 100.0),
-                           ilqr_iters=30, ilqr_tol=1e-4, prune_after=20, prune_margin=1.0, keep=3, keep_margin=0.1,
-                           newton_iters=300, chunk=32768, progress=True):
-    """control.solve_pendulum for all examples (x0, target [N, n], numpy) at once. Example i gets the same
-    `restarts` starts (pendulum_starts seeded by [*seed, index0 + i]), each run by iLQR once per initial
+def solve_batched(system, x0, target, seed, restarts=18, index0=0, num_proc=1, mu0=(0.0, 100.0),
+                  ilqr_iters=30, ilqr_tol=1e-4, prune_after=20, prune_margin=1.0, keep=3, keep_margin=0.1,
+                  newton_iters=300, chunk=32768, progress=True):
+    """solve_reference for all examples (x0, target [N, n], numpy) at once. Example i gets the same
+    `restarts` starts (make_starts seeded by [*seed, index0 + i]), each run by iLQR once per initial
     damping in mu0 (heavy damping starts like gradient descent and finds the low optima that follow the
-    pendulum's natural swing, none finds all of them) for up to ilqr_iters iterations (until the relative
+    system's natural swing, none finds all of them) for up to ilqr_iters iterations (until the relative
     decrease is below ilqr_tol, or the start is (1 + prune_margin) times its example's best after
     prune_after iterations); then projected Newton on the best `keep` distinct rows within
-    (1 + keep_margin) of each example's best and on the rows still descending after ilqr_iters. num_proc > 1 splits big batches over processes (one torch
-    thread each: on shared cores threads wait on each other). Returns (u [N, H], J, J_zero, J_lqr, info)."""
+    (1 + keep_margin) of each example's best and on the rows still descending after ilqr_iters. num_proc > 1
+    splits big batches over processes (one torch thread each: on shared cores threads wait on each other). Returns (u [N, H], J, J_zero, J_lqr, info)."""
     N, H = len(x0), system['horizon']
     if num_proc > 1 and N >= 1000 * num_proc:
         shards = np.array_split(np.arange(N), num_proc)
@@ -254,12 +474,11 @@ def solve_pendulum_batched(system, x0, target, seed, restarts=18, index0=0, num_
         info = {k: sum(r[4][k] for r in res) for k in res[0][4]}
         return (*(np.concatenate([r[i] for r in res]) for i in range(4)), info)
 
-    pb = pendulum_problem(system)
     f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
     x0t, tgt = f64(x0).reshape(N, -1), f64(target).reshape(N, -1)
     t0 = time.process_time()
-    u_lqr = pendulum_lqr_baseline(system, x0t.numpy(), tgt.numpy())
-    starts = [pendulum_starts(pb, u_lqr[i], restarts, np.random.default_rng([*seed, index0 + i])) for i in range(N)]
+    u_lqr = lqr_baseline(system, x0t.numpy(), tgt.numpy())
+    starts = [make_starts(system, u_lqr[i], restarts, np.random.default_rng([*seed, index0 + i])) for i in range(N)]
     total = lambda x, t, u: cost(system, rollout(system, x, u[:, :, None]), u[:, :, None], t)
     Jz, Jl = total(x0t, tgt, torch.zeros(N, H, dtype=torch.float64)), total(x0t, tgt, f64(u_lqr).reshape(N, H))
     info = dict(setup_cpu_seconds=round(time.process_time() - t0, 2))
@@ -268,7 +487,7 @@ def solve_pendulum_batched(system, x0, target, seed, restarts=18, index0=0, num_
 
     # phase 1: iLQR on every start of every example, once per initial damping, and on the extra bang-bang
     # starts undamped
-    extra = f64(bang_bang_starts(pb))
+    extra = f64(bang_bang_starts(system))
     S = restarts * len(mu0) + len(extra)
     ex = torch.arange(N).repeat_interleave(S)
     u = torch.cat([f64(np.array(starts)).repeat_interleave(len(mu0), dim=1), extra.expand(N, -1, -1)], dim=1).reshape(N * S, H)
@@ -332,4 +551,35 @@ def solve_pendulum_batched(system, x0, target, seed, restarts=18, index0=0, num_
 def _solve_shard(task):
     system, x0, target, seed, kw = task
     torch.set_num_threads(1)
-    return solve_pendulum_batched(system, x0, target, seed, **kw)
+    return solve_batched(system, x0, target, seed, **kw)
+
+
+# ----------------------------------------------------------------------------- every example of a split
+
+def solve_split(system, x0, target, seed, restarts=18, num_proc=1, solver='torch'):
+    """Optimal controls [N, H, m] (float64) of examples (x0, target) and the solver's stats; a nonlinear system
+    solves each example from `restarts` starts, seeded by [*seed, i]: solver='torch' all examples at once
+    (solve_batched), 'scipy' one by one by L-BFGS-B (solve_reference); both in num_proc processes."""
+    name = system['name']
+    if 'A' in system:
+        mats = [np.array(system[k], dtype=np.float64) for k in ('A', 'B', 'Q', 'R', 'Qf')]
+        u = lqr_riccati(*mats, system['horizon'], x0, target)
+        gap = np.abs(u - lqr_closed_form(*mats, system['horizon'], x0, target)).max() if len(x0) else 0.0
+        if gap > 1e-6:
+            raise ValueError(f"Riccati and closed-form LQR disagree by {gap:.2e}; the system matrices are ill-conditioned")
+        return u, {'riccati_vs_closed_form_max_abs': float(gap)}
+    if solver not in ('torch', 'scipy'):
+        raise ValueError(f"unknown solver {solver!r}; choose torch or scipy")
+    if not len(x0):
+        return np.zeros((0, system['horizon'], 1)), {}
+    if solver == 'torch':
+        u, J, Jz, Jl, info = solve_batched(system, x0, target, seed, restarts, num_proc=num_proc)
+        stats = {'newton_unconverged': info['newton_unfinished']}
+    else:
+        tasks = [(system, x0[i], target[i], restarts, [*seed, i]) for i in range(len(x0))]
+        res = run_reference(tasks, num_proc, f'{name} L-BFGS-B')
+        u = np.stack([r[0] for r in res])
+        J, Jz, Jl = (np.array([r[i] for r in res]) for i in (1, 2, 3))
+        stats = {}
+    return u[:, :, None], {'mean_J_over_J_zero': float(np.mean(J / Jz)), 'mean_J_over_J_lqr_clipped': float(np.mean(J / Jl)),
+                           'frac_beats_lqr_clipped': float(np.mean(J <= Jl + 1e-9)), **stats}

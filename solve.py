@@ -25,6 +25,7 @@ import torch
 
 import checkpoint
 import control
+import control_solver
 import puzzle_io
 from common import or_exit, runtime
 from configurator import DEVICE, DTYPE, at_least, fraction, from_command_line
@@ -156,7 +157,7 @@ def roll_out():
         if q is not None and halt_threshold < 1.0:
             used = torch.where(halted(q, halt_threshold).cpu(), s + 1, used)
     u_pred = torch.stack([u for u, _ in steps])[used - 1, torch.arange(num_samples)]
-    u_opt = torch.tensor(control.solve_split(system, x0_np, target_np, [seed])[0])
+    u_opt = torch.tensor(control_solver.solve_split(system, x0_np, target_np, [seed])[0])
     u_pred = control.clip_controls(system, u_pred)  # what the system can apply (and what the metrics roll out)
     xs_pred, xs_opt = control.rollout(system, x0_t, u_pred), control.rollout(system, x0_t, u_opt)
     J_pred, J_opt = control.cost(system, xs_pred, u_pred, target_t), control.cost(system, xs_opt, u_opt, target_t)

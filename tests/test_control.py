@@ -15,6 +15,7 @@ PREPARE = os.path.join(ROOT, 'data', 'control', 'prepare.py')
 
 DI = control.make_system('double_integrator')
 PEND = control.make_system('pendulum')
+VDP = control.make_system('van_der_pol')
 
 
 def di_mats(system=DI):
@@ -37,8 +38,8 @@ def J(system, x0, target, u):
 
 def test_riccati_and_closed_form_agree():
     x0, target = sample(DI, 32, 0)
-    u1 = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
-    u2 = control.lqr_closed_form(*di_mats(), DI['horizon'], x0, target)
+    u1 = control_solver.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u2 = control_solver.lqr_closed_form(*di_mats(), DI['horizon'], x0, target)
     assert u1.shape == (32, 15, 1) and np.abs(u1).max() > 0.1
     np.testing.assert_allclose(u1, u2, atol=1e-9)
     # and for a generic linear system (3 states, 2 inputs, coupled weights, nonzero targets)
@@ -47,13 +48,13 @@ def test_riccati_and_closed_form_agree():
     M = rng.normal(size=(3, 3))
     Q, R, Qf = M @ M.T + 0.1 * np.eye(3), np.array([[0.5, 0.1], [0.1, 0.3]]), 10 * np.eye(3)
     x0, target = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
-    np.testing.assert_allclose(control.lqr_riccati(A, B, Q, R, Qf, 7, x0, target),
-                               control.lqr_closed_form(A, B, Q, R, Qf, 7, x0, target), atol=1e-9)
+    np.testing.assert_allclose(control_solver.lqr_riccati(A, B, Q, R, Qf, 7, x0, target),
+                               control_solver.lqr_closed_form(A, B, Q, R, Qf, 7, x0, target), atol=1e-9)
 
 
 def test_lqr_is_optimal():
     x0, target = sample(DI, 16, 2)
-    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control_solver.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     J0 = J(DI, x0, target, u)
     rng = np.random.default_rng(3)
     for scale in (1e-3, 1e-1, 1.0):
@@ -71,13 +72,13 @@ def test_large_terminal_weight_hits_target():
     errs = []
     for qf in (0.0, 1.0, 100.0, 1e6):
         s = dict(DI, Qf=[[qf, 0.0], [0.0, qf]])
-        u = control.lqr_riccati(*di_mats(s), s['horizon'], x0, target)
+        u = control_solver.lqr_riccati(*di_mats(s), s['horizon'], x0, target)
         xs = control.rollout(s, torch.tensor(x0), torch.tensor(u))
         errs.append((xs[:, -1] - torch.tensor(target)).norm(dim=1).mean().item())
     assert errs[0] > errs[1] > errs[2] > errs[3] and errs[0] > 0.1
     assert errs[3] < 1e-4
     # the stored default weights reach every target within the stored success tolerance
-    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control_solver.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     assert control.metrics(DI, x0, target, u, u)['opt_success'] == 1.0
 
 
@@ -92,16 +93,17 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
     for t in range(15):
         x = x @ A.T + u[:, t] @ B.T
         np.testing.assert_allclose(xs[:, t + 1], x, atol=1e-12)
-    # the pendulum's torch RK4 is the same arithmetic as prepare's plain-float step
-    pb = control.pendulum_problem(PEND)
-    x0, _ = sample(PEND, 3, 7)
-    u = np.random.default_rng(8).uniform(-5, 5, size=(3, 15, 1))
-    xs = control.rollout(PEND, torch.tensor(x0), torch.tensor(u)).numpy()
-    for i in range(3):
-        th, om = x0[i]
-        for t in range(15):
-            th, om, _ = control.pendulum_step(pb, th, om, u[i, t, 0])
-        np.testing.assert_allclose(xs[i, -1], [th, om], atol=1e-10)
+    # the nonlinear systems' torch RK4 is the same arithmetic as the reference solver's plain-float step
+    for system in (PEND, VDP):
+        pb = control_solver.reference_problem(system)
+        x0, _ = sample(system, 3, 7)
+        u = np.random.default_rng(8).uniform(pb['lo'], pb['hi'], size=(3, 15, 1))
+        xs = control.rollout(system, torch.tensor(x0), torch.tensor(u)).numpy()
+        for i in range(3):
+            q, v = x0[i]
+            for t in range(15):
+                q, v, _ = control_solver.reference_step(pb, q, v, u[i, t, 0])
+            np.testing.assert_allclose(xs[i, -1], [q, v], atol=1e-10)
     # float32 works and gradients reach the controls
     u32 = torch.zeros(3, 15, 1, requires_grad=True)
     x32 = torch.tensor(x0, dtype=torch.float32)
@@ -111,90 +113,93 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
     assert u32.grad.abs().sum() > 0
 
 
-def test_pendulum_adjoint_gradient_matches_autograd():
-    pb = control.pendulum_problem(PEND)
-    x0, target = sample(PEND, 3, 9)
+@pytest.mark.parametrize('system', [PEND, VDP], ids=lambda s: s['name'])
+def test_reference_adjoint_gradient_matches_autograd(system):
+    pb = control_solver.reference_problem(system)
+    x0, target = sample(system, 3, 9)
     rng = np.random.default_rng(10)
     for i in range(3):
-        u = rng.uniform(-4, 4, 15)
-        Jn, g = control.pendulum_cost_grad(u, pb, x0[i], target[i])
+        u = rng.uniform(pb['lo'], pb['hi'], 15)
+        Jn, g = control_solver.reference_cost_grad(u, pb, x0[i], target[i])
         ut = torch.tensor(u[None, :, None], requires_grad=True)
-        Jt = control.cost(PEND, control.rollout(PEND, torch.tensor(x0[i:i + 1]), ut), ut, torch.tensor(target[i:i + 1]))
+        Jt = control.cost(system, control.rollout(system, torch.tensor(x0[i:i + 1]), ut), ut, torch.tensor(target[i:i + 1]))
         Jt.sum().backward()
         assert abs(Jn - Jt.item()) < 1e-9 * max(1.0, Jn)
         np.testing.assert_allclose(g, ut.grad[0, :, 0].numpy(), rtol=1e-7, atol=1e-9)
 
 
-def test_batched_cost_hessian_matches_autograd():
-    x0, target = (torch.tensor(a) for a in sample(PEND, 4, 18))
-    u = torch.tensor(np.random.default_rng(19).uniform(-5, 5, (4, 15)))
-    J, g, hess, xH, S = control_solver.cost_hess(PEND, x0, target, u)
-    one = lambda ui, xi, ti: control.total_cost(PEND, xi[None], ti[None], ui[None, :, None])[0]
+@pytest.mark.parametrize('system', [PEND, VDP], ids=lambda s: s['name'])
+def test_batched_cost_hessian_matches_autograd(system):
+    x0, target = (torch.tensor(a) for a in sample(system, 4, 18))
+    u = torch.tensor(np.random.default_rng(19).uniform(system['u_min'][0], system['u_max'][0], (4, 15)))
+    J, g, hess, xH, S = control_solver.cost_hess(system, x0, target, u)
+    one = lambda ui, xi, ti: control.total_cost(system, xi[None], ti[None], ui[None, :, None])[0]
     ref = torch.func.vmap(torch.func.hessian(one))(u, x0, target)
     np.testing.assert_allclose(hess.numpy(), ref.numpy(), rtol=1e-9, atol=1e-9 * ref.abs().max().item())
     ug = u.clone().requires_grad_()
-    Jt = control.cost(PEND, control.rollout(PEND, x0, ug[:, :, None]), ug[:, :, None], target)
+    Jt = control.cost(system, control.rollout(system, x0, ug[:, :, None]), ug[:, :, None], target)
     Jt.sum().backward()
     np.testing.assert_allclose(J.numpy(), Jt.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(g.numpy(), ug.grad.numpy(), rtol=1e-9, atol=1e-9 * J.max().item())
-    xH_of = lambda ui, xi: control.rollout(PEND, xi[None], ui[None, :, None])[0, -1]
+    xH_of = lambda ui, xi: control.rollout(system, xi[None], ui[None, :, None])[0, -1]
     np.testing.assert_allclose(S.numpy(), torch.func.vmap(torch.func.jacrev(xH_of))(u, x0).numpy(), atol=1e-10)
-    np.testing.assert_allclose(xH.numpy(), control.rollout(PEND, x0, u[:, :, None])[:, -1].numpy(), atol=0)
+    np.testing.assert_allclose(xH.numpy(), control.rollout(system, x0, u[:, :, None])[:, -1].numpy(), atol=0)
 
 
 # ----------------------------------------------------------------------------- nonlinear optimum
 
 def test_pendulum_optimum_is_feasible_and_beats_baselines():
-    pb = control.pendulum_problem(PEND)
+    pb = control_solver.reference_problem(PEND)
     x0, target = sample(PEND, 4, 11)
     rng = np.random.default_rng(12)
     for i in range(4):
-        u, Jopt, Jzero, Jlqr = control.solve_pendulum((PEND, x0[i], target[i], 6, i))
+        u, Jopt, Jzero, Jlqr = control_solver.solve_reference((PEND, x0[i], target[i], 6, i))
         assert u.shape == (15,) and (np.abs(u) <= 5.0).all()
-        assert abs(Jopt - control.pendulum_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
-        assert Jzero == pytest.approx(control.pendulum_cost(np.zeros(15), pb, x0[i], target[i]))
-        u_lqr = control.pendulum_lqr_baseline(PEND, x0[i:i + 1], target[i:i + 1])[0]
-        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control.pendulum_cost(u_lqr, pb, x0[i], target[i]))
+        assert abs(Jopt - control_solver.reference_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
+        assert Jzero == pytest.approx(control_solver.reference_cost(np.zeros(15), pb, x0[i], target[i]))
+        u_lqr = control_solver.lqr_baseline(PEND, x0[i:i + 1], target[i:i + 1])[0]
+        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control_solver.reference_cost(u_lqr, pb, x0[i], target[i]))
         assert Jopt < 0.5 * Jzero and Jopt <= Jlqr * (1 + 1e-9)
         # a local optimum of the bounded problem: projected gradient ~ 0, feasible perturbations never help
-        _, g = control.pendulum_cost_grad(u, pb, x0[i], target[i])
+        _, g = control_solver.reference_cost_grad(u, pb, x0[i], target[i])
         free = (u > -5 + 1e-6) & (u < 5 - 1e-6)
         assert np.abs(g[free]).max(initial=0) < 1e-3 * max(1.0, Jopt)
         assert (g[u >= 5 - 1e-6] <= 1e-3 * Jopt).all() and (g[u <= -5 + 1e-6] >= -1e-3 * Jopt).all()
         for _ in range(20):
             up = np.clip(u + 1e-2 * rng.normal(size=15), -5, 5)
-            assert control.pendulum_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
+            assert control_solver.reference_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
 
 
-def test_batched_pendulum_solver_no_worse_than_scipy():
+@pytest.mark.parametrize('system,n', [(PEND, 40), (VDP, 20)], ids=['pendulum', 'van_der_pol'])
+def test_batched_solver_no_worse_than_scipy(system, n):
     # the same starts (seeded by [*seed, i]) in both; the batched optimum may be better, never worse beyond 1e-4
-    n, restarts = 40, 6
-    x0, target = sample(PEND, n, 20)
-    u, Jb, Jz, Jl, info = control_solver.solve_pendulum_batched(PEND, x0, target, [21], restarts, progress=False)
-    ref = [control.solve_pendulum((PEND, x0[i], target[i], restarts, [21, i])) for i in range(n)]
+    restarts, bound = 6, system['u_max'][0]
+    x0, target = sample(system, n, 20)
+    u, Jb, Jz, Jl, info = control_solver.solve_batched(system, x0, target, [21], restarts, progress=False)
+    ref = [control_solver.solve_reference((system, x0[i], target[i], restarts, [21, i])) for i in range(n)]
     Js = np.array([r[1] for r in ref])
     assert (Jb <= Js * (1 + 1e-4)).all(), (Jb / Js - 1).max()
     np.testing.assert_allclose(Jz, [r[2] for r in ref], rtol=1e-9)
     np.testing.assert_allclose(Jl, [r[3] for r in ref], rtol=1e-6)
-    assert u.shape == (n, 15) and (np.abs(u) <= 5.0).all() and info['newton_unfinished'] == 0
-    np.testing.assert_allclose(Jb, J(PEND, x0, target, u[:, :, None]), rtol=1e-12)
+    assert u.shape == (n, 15) and (np.abs(u) <= bound).all() and info['newton_unfinished'] == 0
+    np.testing.assert_allclose(Jb, J(system, x0, target, u[:, :, None]), rtol=1e-12)
     # a local optimum of the bounded problem: the projected gradient is ~0
-    _, g, _, _, _ = control_solver.cost_hess(PEND, torch.tensor(x0), torch.tensor(target), torch.tensor(u))
-    pg = np.abs(u - np.clip(u - g.numpy(), -5, 5)).max(1)
+    _, g, _, _, _ = control_solver.cost_hess(system, torch.tensor(x0), torch.tensor(target), torch.tensor(u))
+    pg = np.abs(u - np.clip(u - g.numpy(), -bound, bound)).max(1)
     assert (pg <= 1e-6 * np.maximum(1.0, Jb)).all(), pg.max()
     # through solve_split: the same controls with the control axis; an unknown solver is one clear error
-    us, stats = control.solve_split(PEND, x0[:3], target[:3], [21], restarts, solver='torch')
+    us, stats = control_solver.solve_split(system, x0[:3], target[:3], [21], restarts, solver='torch')
     np.testing.assert_allclose(us[:, :, 0], u[:3], atol=1e-9)
     assert stats['newton_unconverged'] == 0 and stats['frac_beats_lqr_clipped'] == 1.0
     with pytest.raises(ValueError, match='unknown solver'):
-        control.solve_split(PEND, x0, target, [21], solver='ipopt')
+        control_solver.solve_split(system, x0, target, [21], solver='ipopt')
 
 
 # ----------------------------------------------------------------------------- metrics and loss
 
 def test_metrics_cost_ratio():
     x0, target = sample(DI, 64, 13)
-    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target).astype(np.float32)
+    u = control_solver.lqr_riccati(*di_mats(), DI['horizon'], x0, target).astype(np.float32)
     m = control.metrics(DI, x0, target, u, u)
     assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12) and m['cost_ratio_p95'] == pytest.approx(1.0, abs=1e-12)
     assert m['control_mse'] == 0.0 and m['success'] == m['opt_success'] == 1.0
@@ -207,7 +212,7 @@ def test_metrics_cost_ratio():
     assert control.metrics(DI, x0, target, np.zeros_like(u), u)['success'] < 0.5
     # bounded system: out-of-bound predictions are clipped before the rollout, so ratio >= 1 still holds
     x0, target = sample(PEND, 6, 15)
-    u = np.stack([control.solve_pendulum((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
+    u = np.stack([control_solver.solve_reference((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
     assert control.metrics(PEND, x0, target, u, u)['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
     for pred in (u * 3.0, np.zeros_like(u), -u, u + 0.1 * rng.normal(size=u.shape)):
         r = control.rollout(PEND, torch.tensor(x0), torch.tensor(pred))  # unclipped runs fine too
@@ -217,7 +222,7 @@ def test_metrics_cost_ratio():
 
 def test_rollout_loss_is_zero_at_optimum_and_trains():
     x0, target = sample(DI, 32, 16)
-    u = control.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
+    u = control_solver.lqr_riccati(*di_mats(), DI['horizon'], x0, target)
     Jopt = J(DI, x0, target, u)
     for log in (True, False):
         assert abs(control.rollout_loss(DI, x0, target, torch.tensor(u), Jopt, log=log).item()) < 1e-9
@@ -323,10 +328,10 @@ def run_prepare(*args):
 
 def test_prepare_writes_documented_files(tmp_path):
     out = tmp_path / 'ctl'
-    proc = run_prepare('--system=both', f'--out_dir={out}', '--n_train=12', '--n_val=4', '--n_test=3',
+    proc = run_prepare('--system=all', f'--out_dir={out}', '--n_train=12', '--n_val=4', '--n_test=3',
                        '--restarts=3', '--num_proc=2', '--verify=2', '--verify_restarts=3')
     assert proc.returncode == 0, proc.stderr
-    for name, sizes in (('double_integrator', (12, 4, 3)), ('pendulum', (12, 4, 3))):
+    for name, sizes in (('double_integrator', (12, 4, 3)), ('pendulum', (12, 4, 3)), ('van_der_pol', (12, 4, 3))):
         d = out / name
         meta = json.loads((d / 'meta.json').read_text())
         assert meta['name'] == name and meta['horizon'] == 15 and meta['n_features'] == 5
@@ -346,9 +351,10 @@ def test_prepare_writes_documented_files(tmp_path):
             assert m['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
             if meta['u_max'] is not None:
                 assert np.abs(u).max() <= meta['u_max'][0]
-    stats = json.loads((out / 'pendulum' / 'meta.json').read_text())['stats']['train']
-    assert stats['verify_n'] == 2 and 0 <= stats['verify_mean_gap'] <= stats['verify_max_gap'] < 10
-    assert 0 <= stats['verify_frac_better'] <= stats['verify_frac_within_1e-6']  # better is within
+    for name in ('pendulum', 'van_der_pol'):
+        stats = json.loads((out / name / 'meta.json').read_text())['stats']['train']
+        assert stats['verify_n'] == 2 and 0 <= stats['verify_mean_gap'] <= stats['verify_max_gap'] < 10
+        assert 0 <= stats['verify_frac_better'] <= stats['verify_frac_within_1e-6']  # better is within
     # the linear system's optimum is exact, so the check in meta is tight; same seed -> same data
     assert json.loads((out / 'double_integrator' / 'meta.json').read_text())['stats']['train']['riccati_vs_closed_form_max_abs'] < 1e-9
     proc = run_prepare('--system=double_integrator', f'--out_dir={tmp_path / "again"}', '--n_train=12', '--n_val=4', '--n_test=3')
