@@ -215,19 +215,24 @@ def good_enough(system, x0, target, u, opt_cost, cost_tol):
     return (err <= system['success_tol']) & (cost(system, xs, u, target) <= (1 + cost_tol) * opt_cost)
 
 
-def make_features(x0, target, horizon, n_feedback=0):
-    """Model inputs [N, H, 2n+1] float32: row t = [x0, target, t/H] (numpy in and out), plus n_feedback
-    zero columns (rollout feedback's, empty before the first supervision step)."""
+def make_features(x0, target, horizon):
+    """The stored features [N, H, 2n+1] float32: row t = [x0, target, t/H] (numpy in and out)."""
     x0, target = np.asarray(x0, dtype=np.float32), np.asarray(target, dtype=np.float32)
     N = x0.shape[0]
     t = np.broadcast_to((np.arange(horizon, dtype=np.float32) / horizon)[None, :, None], (N, horizon, 1))
     rep = lambda a: np.broadcast_to(a[:, None, :], (N, horizon, a.shape[1]))
-    return np.ascontiguousarray(np.concatenate([rep(x0), rep(target), t, np.zeros((N, horizon, n_feedback), np.float32)], axis=2))
+    return np.ascontiguousarray(np.concatenate([rep(x0), rep(target), t], axis=2))
 
 
 def feedback_dims(system):
     """Columns rollout feedback adds to every row of the features: 1 + m + 3n."""
     return 1 + system['n_control'] + 3 * system['n_state']
+
+
+def model_inputs(system, features, config):
+    """The first supervision step's inputs from features [N, H, 2n+1] (torch): with rollout_feedback, the
+    feedback columns appended, zero until a step has run."""
+    return F.pad(features, (0, feedback_dims(system))) if config.get('rollout_feedback') else features
 
 
 @torch.no_grad()
@@ -297,10 +302,8 @@ def load(data_dir, config):
         if len(d['features']) == 0:
             raise ValueError(f"{data_dir} has no {split} examples; rerun `python data/control/prepare.py "
                              f"--system={system['name']} --n_{split}=N` with N > 0")
-    tensors = {split: {k: torch.from_numpy(d[k]) for k in ('features', 'targets')} for split, d in splits.items()}
-    if config.get('rollout_feedback'):  # the feedback columns, zero until a step has run
-        for d in tensors.values():
-            d['features'] = F.pad(d['features'], (0, feedback_dims(system)))
+    tensors = {split: {'features': model_inputs(system, torch.from_numpy(d['features']), config),
+                       'targets': torch.from_numpy(d['targets'])} for split, d in splits.items()}
     return {'splits': tensors, 'system': system}
 
 

@@ -147,8 +147,7 @@ def roll_out():
     H, m = system['horizon'], system['n_control']
     x0_np, target_np = parse_states(system, np.random.default_rng(seed))
     x0_t, target_t = torch.tensor(x0_np), torch.tensor(target_np)
-    feedback = ckpt['config'].get('rollout_feedback', False)
-    X = torch.tensor(control.make_features(x0_np, target_np, H, control.feedback_dims(system) if feedback else 0), device=device)
+    X = control.model_inputs(system, torch.tensor(control.make_features(x0_np, target_np, H)), ckpt['config']).to(device)
     next_input = lambda X, u: control.next_input(X, u, {'system': system}, ckpt['config'])  # the task's, as in training
     with torch.no_grad(), ctx:
         steps = [(u.float().cpu().double(), q) for u, q in model.supervision_steps(X, n_sup, next_input=next_input)]

@@ -255,9 +255,10 @@ def test_rollout_loss_is_zero_at_optimum_and_trains():
 def test_feedback_columns_are_what_the_controls_do():
     x0, target = sample(PEND, 3, 22)
     nf = control.feedback_dims(PEND)
-    X = torch.tensor(control.make_features(x0, target, 15, nf))
+    X = control.model_inputs(PEND, torch.tensor(control.make_features(x0, target, 15)), {'rollout_feedback': True})
     assert nf == 8 and X.shape == (3, 15, 13) and (X[..., 5:] == 0).all()
     assert torch.equal(X[..., :5], torch.tensor(control.make_features(x0, target, 15)))
+    assert control.model_inputs(PEND, X[..., :5], {'rollout_feedback': False}).shape == (3, 15, 5)
     u = torch.tensor(np.random.default_rng(23).uniform(-8, 8, (3, 15, 1)), dtype=torch.float32)
     X1 = control.with_feedback(PEND, X, u)
     assert X1.shape == X.shape and X1.dtype == torch.float32 and torch.equal(X1[..., :5], X[..., :5])
@@ -291,7 +292,7 @@ def test_every_step_after_the_first_sees_the_feedback():
     x0, target = sample(PEND, 32, 24)
     u_opt = torch.tensor(np.random.default_rng(25).uniform(-5, 5, (32, 15, 1)), dtype=torch.float32)
     nf = control.feedback_dims(PEND)
-    feats = torch.tensor(control.make_features(x0, target, 15, nf))
+    feats = control.model_inputs(PEND, torch.tensor(control.make_features(x0, target, 15)), {'rollout_feedback': True})
     data = {'system': dict(PEND, n_features=5), 'splits': {s: {'features': feats, 'targets': u_opt} for s in control.SPLITS}}
     config = dict(rollout_feedback=True, rollout_loss_weight=0.0, act_cost_tol=0.02, eval_iters=0, batch_size=16,
                   halt_threshold=0.5, seed=1, eval_n_sup=3, fsdp=False)
