@@ -13,8 +13,9 @@ matrices A, B of a linear system or the params of a nonlinear one (a second-orde
 x = (q, q'), q'' = accel(q, q', u), one RK4 step per control interval), success_tol
 (final-state error counted as a success) and the boxes the x0 / targets were drawn from.
 
-Model inputs (features) are [N, H, 2n+1] float32: at every horizon step t the row
-[x0 (n), x* (n), t/H]. Targets are the optimal controls [N, H, m].
+Features are [N, H, 2n+1] float32: at every horizon step t the row [x0 (n), x* (n), t/H]
+(model_inputs appends rollout feedback's columns, with_feedback fills them). Targets are the optimal
+controls [N, H, m].
 
     sys_ = load_meta('data/control/double_integrator')
     xs = rollout(sys_, x0, u)             # [B, H+1, n], torch, differentiable
