@@ -19,7 +19,9 @@ A grid file is plain Python:
 setting's own. A seconds budget stops a run with SIGTERM (train.py checkpoints), then an eval-only pass
 over that checkpoint logs the final metrics. Finished runs (same arguments) are kept and not rerun.
 --jobs=N trains N settings at a time, one thread each (small models use two cores better as two runs);
---seeds=1337,1338 replaces the grid's seeds.
+--seeds=1337,1338 replaces the grid's seeds. A run that fails does not stop the others: the table holds the
+runs that finished and names the rest, and ablate.py exits 1. --table_only=True trains nothing and tabulates
+the runs finished so far (a grid stopped part way, or still running).
 
 When a grid holds plain models (recursion=False) of several depths, results.md adds what a loop is worth:
 each recursive setting's val loss is placed on the plain models' loss-vs-depth curve (equivalent_depth; '>6':
@@ -57,10 +59,11 @@ def derive(c, data=None):
     return task, data, gpt_args(c, task, data)
 
 
-def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
+def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None, table_only=False):
     """Train every setting (and seed) of the grid file at `path` with train.py, `jobs` at a time, then write
     results.md, results.csv and val_loss.png next to the runs (ablate_dir, '' = out-ablate-<grid name>).
-    train_args: --key=value overrides of train.py keys for every setting; seeds: in place of the grid's."""
+    train_args: --key=value overrides of train.py keys for every setting; seeds: in place of the grid's;
+    table_only: train nothing, tabulate the runs already finished. Returns the runs not in the table."""
     import plot  # here, not at the top: bench.py imports this module, and matplotlib takes a second
     grid = {}
     try:
@@ -98,25 +101,32 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
             planned.append((name, overrides, run_dir, args, c, model, task))
 
     def train_if_needed(plan):
+        """The run's wall time: from ablate.json if it finished with these arguments, else trained now
+        (None: it failed, or table_only)."""
         name, _, run_dir, args = plan[:4]
         done_path = os.path.join(run_dir, 'ablate.json')
         done = json.load(open(done_path)) if os.path.exists(done_path) else {}
-        if done.get('args') != args:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            os.makedirs(run_dir)
-            print(f"{name}: python train.py {' '.join(args)}", flush=True)
-            done = {'args': args, 'wall': train_run(args, run_dir, seconds, threads=1 if jobs > 1 else None)}
+        if done.get('args') == args:
+            return done['wall']
+        if table_only:
+            return None
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.makedirs(run_dir)
+        print(f"{name}: python train.py {' '.join(args)}", flush=True)
+        wall = train_run(args, run_dir, seconds, threads=1 if jobs > 1 else None)
+        if wall is not None:
             with open(done_path, 'w') as f:
-                json.dump(done, f)
-        return done['wall']
+                json.dump({'args': args, 'wall': wall}, f)
+        return wall
     with ThreadPoolExecutor(jobs) as pool:
         walls = list(pool.map(train_if_needed, planned))
-    runs = []
+    runs, missing = [], []
     for (name, overrides, run_dir, args, c, model, task), wall in zip(planned, walls):
-        rows = plot.read_log(run_dir)
+        rows = plot.read_log(run_dir) if wall is not None else []
         evals, trains = [r for r in rows if r['kind'] == 'eval'], [r for r in rows if r['kind'] == 'train']
         if not evals:
-            sys.exit(f"error: {run_dir}/metrics.jsonl has no eval; see {run_dir}/train.log")
+            missing.append(run_dir)
+            continue
         per_iter = flops_per_iter(model, c, task)
         speeds = [r['tok_per_s'] for r in trains[1:] or trains]  # the first log interval holds the compile
         runs.append({'name': name, 'overrides': overrides, 'dir': run_dir, 'rows': rows, 'final': evals[-1],
@@ -125,11 +135,14 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None):
                      'tok_per_s': float(np.median(speeds)) if speeds else float('nan'),
                      'iters': evals[-1]['iter'], 'wall': wall, 'config': c,
                      'net_calls': net_calls(model.config) * model.n_sup})
+    if not runs:
+        sys.exit(f"error: no run of {path} has finished" + ('' if table_only else f"; see the train.log files under {root}/"))
     settings = aggregate(runs)
-    write_ablation(settings, root, path, runs)
+    write_ablation(settings, root, path, runs, len(seeds), missing)
     plot.plot_ablation(runs, os.path.join(root, 'val_loss.png'), os.path.join(root, 'exact.png'))
     print(f"wrote {root}/results.md, results.csv, val_loss.png" + (', exact.png' if os.path.exists(
         os.path.join(root, 'exact.png')) else ''))
+    return missing
 
 
 def flops_per_iter(model, c, task):
@@ -215,7 +228,7 @@ def loop_worth(settings):
 
 def train_run(args, run_dir, seconds, threads=None):
     """Run train.py with args (output in run_dir/train.log), on `threads` threads (None: torch's default);
-    returns its wall time in seconds."""
+    returns its wall time in seconds, None if it failed (one line says where its log is)."""
     env = dict(os.environ, WANDB_MODE=os.environ.get('WANDB_MODE', 'disabled'))
     if threads:
         env['OMP_NUM_THREADS'] = str(threads)
@@ -232,7 +245,8 @@ def train_run(args, run_dir, seconds, threads=None):
             proc = subprocess.run([sys.executable, TRAIN_PY, *args, '--init_from=resume', '--eval_only=True'],
                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
-        sys.exit(f"error: train.py failed in {run_dir} (exit {proc.returncode}); see {run_dir}/train.log")
+        print(f"error: train.py failed in {run_dir} (exit {proc.returncode}); see {run_dir}/train.log", flush=True)
+        return None
     return wall
 
 
@@ -244,15 +258,17 @@ def mean_spread(r, key, fmt):
     return f"{r['final'][key]:{fmt}}" + (f"±{(hi - lo) / 2:{fmt}}" if r['seeds'] > 1 else '')
 
 
-def write_ablation(settings, root, path, runs):
+def write_ablation(settings, root, path, runs, n_seeds=1, missing=()):
     """results.md (one row per setting: final loss at every supervision step evals ran, mean over seeds; exact
-    match per step and at halting where the task scores it; what a loop is worth) and results.csv (every final
-    metric of every run)."""
+    match per step and at halting where the task scores it; what a loop is worth; the runs missing from it) and
+    results.csv (every final metric of every run). n_seeds: the grid's seeds per setting."""
     split = settings[0]['split']
     S = max(k for r in settings for k in range(1, 65) if f'{split}_loss_s{k}' in r['final'])
     control = any(f'{split}_cost_ratio_s1' in r['final'] for r in settings)
     median = any(f'{split}_cost_ratio_median_s1' in r['final'] for r in settings)  # the mean drowns in outliers
     seeds = max(r['seeds'] for r in settings)
+    label = {r['name']: r['name'] + (f" ({r['seeds']} of {n_seeds} seeds)" if r['seeds'] < n_seeds else '')
+             for r in settings}
     lines = [f"grid {path}: final {split} loss per supervision step" + (" (exact accuracy)" if split == 'test' else
                                                                          f" (cost ratio{' median' if median else ''}, success)"
                                                                          if control else '')
@@ -269,7 +285,7 @@ def write_ablation(settings, root, path, runs):
             extra = f' ({exact})' if exact else f' ({ratio}, {success})' if ratio else ''
             cells.append(loss + extra if loss else '')
         over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or '-'
-        lines.append(f"| {r['name']} | {over} | {r['params'] / 1e6:.2f}M | {r['flops_per_token'] / 1e6:.1f} | "
+        lines.append(f"| {label[r['name']]} | {over} | {r['params'] / 1e6:.2f}M | {r['flops_per_token'] / 1e6:.1f} | "
                      f"{r['tok_per_s']:,.0f} | {r['iters']} | {r['wall']:.0f} s | " + ' | '.join(cells) + ' |')
     scored = [name for name in (split, 'hard') if any(f'{name}_exact_s1' in r['final'] for r in settings)]
     if scored:  # a task scored by exact match (puzzles, data/reasoning): per step, and at the halting step
@@ -279,8 +295,10 @@ def write_ablation(settings, root, path, runs):
         for r in settings:
             cells = [mean_spread(r, f'{n}_exact_s{s + 1}', '.3f') for n in scored for s in range(S)]
             cells += [mean_spread(r, f'{n}_exact_halt', '.3f') for n in scored]
-            lines.append(f"| {r['name']} | " + ' | '.join(cells) + f" | {mean_spread(r, f'{split}_halt_step', '.2f')} |")
+            lines.append(f"| {label[r['name']]} | " + ' | '.join(cells) + f" | {mean_spread(r, f'{split}_halt_step', '.2f')} |")
     lines += loop_worth(settings)
+    if missing:
+        lines += ['', f"not in the table (not finished, or failed: see its train.log): {', '.join(missing)}"]
     text = '\n'.join(lines) + '\n'
     print('\n' + text)
     with open(os.path.join(root, 'results.md'), 'w') as f:
@@ -298,14 +316,16 @@ if __name__ == '__main__':
     grids = [a for a in sys.argv[1:] if not a.startswith('--')]
     flags = [a for a in sys.argv[1:] if a.startswith('--')]
     if len(grids) != 1:
-        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--jobs=N] [--seeds=S,S,..] [--key=value ...] "
-                 "(train.py's keys)")
+        sys.exit("usage: python ablate.py GRID_FILE [--ablate_dir=DIR] [--jobs=N] [--seeds=S,S,..] [--table_only=True] "
+                 "[--key=value ...] (train.py's keys)")
     try:  # check every flag here: a typo should not surface only after the first settings have trained
-        own = configure({'ablate_dir': '', 'jobs': 1, 'seeds': '', **train_defaults()}, flags)
+        own = configure({'ablate_dir': '', 'jobs': 1, 'seeds': '', 'table_only': False, **train_defaults()}, flags)
         seeds = [int(v) for v in str(own['seeds']).split(',')] if own['seeds'] != '' else None
     except (ConfigError, ValueError) as e:
         sys.exit(f"error: {e}" if isinstance(e, ConfigError) else f"error: --seeds={own['seeds']}: give integers, e.g. --seeds=1337,1338")
     if own['jobs'] < 1:
         sys.exit(f"error: --jobs={own['jobs']}: must be >= 1 (settings trained at a time)")
-    run_ablation(grids[0], [a for a in flags if not a.startswith(('--ablate_dir=', '--jobs=', '--seeds='))],
-                 own['ablate_dir'], own['jobs'], seeds)
+    missing = run_ablation(grids[0], [a for a in flags if not a.startswith(('--ablate_dir=', '--jobs=', '--seeds=',
+                                                                            '--table_only='))],
+                           own['ablate_dir'], own['jobs'], seeds, own['table_only'])
+    sys.exit(1 if missing and not own['table_only'] else 0)

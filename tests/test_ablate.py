@@ -142,3 +142,30 @@ def test_ablate_seeds_jobs_exact_tables_and_what_a_loop_is_worth(run_dir):
     # --seeds replaces the grid's
     ablate(run_dir, 'grid.py', '--seeds=3')
     assert (root / 'rec' / 'seed3' / 'ckpt.pt').exists()
+
+
+def test_ablate_tabulates_the_runs_that_finished_when_one_fails_and_table_only_trains_nothing(run_dir):
+    from conftest import TINY, make_reasoning_data
+    make_reasoning_data(run_dir, 'pointer')
+    common = dict(a[2:].split('=', 1) for a in TINY if not a.startswith(('--dataset', '--block_size')))
+    common.update(dataset='reasoning/pointer', block_size=64)
+    # 'bad' passes the checks made before training and fails in train.py: there is no checkpoint to resume
+    (run_dir / 'grid.py').write_text(f"budget = {{'max_iters': 2}}\ncommon = {common!r}\nseeds = [1, 2]\n"
+                                     "settings = {'ok': {}, 'bad': {'init_from': 'resume'}}\n")
+    root = run_dir / 'out-ablate-grid'
+    proc = run('ablate.py', run_dir, 'grid.py', '--seeds=1', check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"error: train.py failed in {os.path.join('out-ablate-grid', 'bad', 'seed1')}" in proc.stdout
+    table = (root / 'results.md').read_text()
+    assert re.search(r'^\| ok \| - \|', table, re.M) and '| bad |' not in table, table
+    assert table.rstrip().endswith(f"see its train.log): {os.path.join('out-ablate-grid', 'bad', 'seed1')}")
+    assert not (root / 'bad' / 'seed1' / 'ablate.json').exists()  # a failed run is retried next time
+    # the grid's two seeds, tabulated without training: 'ok' has one of them
+    out = ablate(run_dir, 'grid.py', '--table_only=True')
+    assert not (root / 'ok' / 'seed2').exists()
+    table = (root / 'results.md').read_text()
+    assert table in out and re.search(r'^\| ok \(1 of 2 seeds\) \| - \|', table, re.M), table
+    assert all(os.path.join('out-ablate-grid', n, f'seed{s}') in table.splitlines()[-1]
+               for n, s in (('ok', 2), ('bad', 1), ('bad', 2)))
+    with open(root / 'results.csv') as f:
+        assert [(r['setting'], r['seed']) for r in csv.DictReader(f)] == [('ok', '1')]
