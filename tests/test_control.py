@@ -9,6 +9,7 @@ import torch
 
 from conftest import ROOT
 import control
+import control_reference
 import control_solver
 
 PREPARE = os.path.join(ROOT, 'data', 'control', 'prepare.py')
@@ -95,14 +96,14 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
         np.testing.assert_allclose(xs[:, t + 1], x, atol=1e-12)
     # the nonlinear systems' torch RK4 is the same arithmetic as the reference solver's plain-float step
     for system in (PEND, VDP):
-        pb = control_solver.reference_problem(system)
+        pb = control_reference.reference_problem(system)
         x0, _ = sample(system, 3, 7)
         u = np.random.default_rng(8).uniform(pb['lo'], pb['hi'], size=(3, 15, 1))
         xs = control.rollout(system, torch.tensor(x0), torch.tensor(u)).numpy()
         for i in range(3):
             q, v = x0[i]
             for t in range(15):
-                q, v, _ = control_solver.reference_step(pb, q, v, u[i, t, 0])
+                q, v, _ = control_reference.reference_step(pb, q, v, u[i, t, 0])
             np.testing.assert_allclose(xs[i, -1], [q, v], atol=1e-10)
     # float32 works and gradients reach the controls
     u32 = torch.zeros(3, 15, 1, requires_grad=True)
@@ -115,12 +116,12 @@ def test_rollout_matches_plain_dynamics_and_is_differentiable():
 
 @pytest.mark.parametrize('system', [PEND, VDP], ids=lambda s: s['name'])
 def test_reference_adjoint_gradient_matches_autograd(system):
-    pb = control_solver.reference_problem(system)
+    pb = control_reference.reference_problem(system)
     x0, target = sample(system, 3, 9)
     rng = np.random.default_rng(10)
     for i in range(3):
         u = rng.uniform(pb['lo'], pb['hi'], 15)
-        Jn, g = control_solver.reference_cost_grad(u, pb, x0[i], target[i])
+        Jn, g = control_reference.reference_cost_grad(u, pb, x0[i], target[i])
         ut = torch.tensor(u[None, :, None], requires_grad=True)
         Jt = control.cost(system, control.rollout(system, torch.tensor(x0[i:i + 1]), ut), ut, torch.tensor(target[i:i + 1]))
         Jt.sum().backward()
@@ -149,25 +150,25 @@ def test_batched_cost_hessian_matches_autograd(system):
 # ----------------------------------------------------------------------------- nonlinear optimum
 
 def test_pendulum_optimum_is_feasible_and_beats_baselines():
-    pb = control_solver.reference_problem(PEND)
+    pb = control_reference.reference_problem(PEND)
     x0, target = sample(PEND, 4, 11)
     rng = np.random.default_rng(12)
     for i in range(4):
-        u, Jopt, Jzero, Jlqr = control_solver.solve_reference((PEND, x0[i], target[i], 6, i))
+        u, Jopt, Jzero, Jlqr = control_reference.solve_reference((PEND, x0[i], target[i], 6, i))
         assert u.shape == (15,) and (np.abs(u) <= 5.0).all()
-        assert abs(Jopt - control_solver.reference_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
-        assert Jzero == pytest.approx(control_solver.reference_cost(np.zeros(15), pb, x0[i], target[i]))
+        assert abs(Jopt - control_reference.reference_cost(u, pb, x0[i], target[i])) < 1e-9 * Jopt
+        assert Jzero == pytest.approx(control_reference.reference_cost(np.zeros(15), pb, x0[i], target[i]))
         u_lqr = control_solver.lqr_baseline(PEND, x0[i:i + 1], target[i:i + 1])[0]
-        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control_solver.reference_cost(u_lqr, pb, x0[i], target[i]))
+        assert (np.abs(u_lqr) <= 5.0).all() and Jlqr == pytest.approx(control_reference.reference_cost(u_lqr, pb, x0[i], target[i]))
         assert Jopt < 0.5 * Jzero and Jopt <= Jlqr * (1 + 1e-9)
         # a local optimum of the bounded problem: projected gradient ~ 0, feasible perturbations never help
-        _, g = control_solver.reference_cost_grad(u, pb, x0[i], target[i])
+        _, g = control_reference.reference_cost_grad(u, pb, x0[i], target[i])
         free = (u > -5 + 1e-6) & (u < 5 - 1e-6)
         assert np.abs(g[free]).max(initial=0) < 1e-3 * max(1.0, Jopt)
         assert (g[u >= 5 - 1e-6] <= 1e-3 * Jopt).all() and (g[u <= -5 + 1e-6] >= -1e-3 * Jopt).all()
         for _ in range(20):
             up = np.clip(u + 1e-2 * rng.normal(size=15), -5, 5)
-            assert control_solver.reference_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
+            assert control_reference.reference_cost(up, pb, x0[i], target[i]) >= Jopt * (1 - 1e-7)
 
 
 @pytest.mark.parametrize('system,n', [(PEND, 40), (VDP, 20)], ids=['pendulum', 'van_der_pol'])
@@ -176,7 +177,7 @@ def test_batched_solver_no_worse_than_scipy(system, n):
     restarts, bound = 6, system['u_max'][0]
     x0, target = sample(system, n, 20)
     u, Jb, Jz, Jl, info = control_solver.solve_batched(system, x0, target, [21], restarts, progress=False)
-    ref = [control_solver.solve_reference((system, x0[i], target[i], restarts, [21, i])) for i in range(n)]
+    ref = [control_reference.solve_reference((system, x0[i], target[i], restarts, [21, i])) for i in range(n)]
     Js = np.array([r[1] for r in ref])
     assert (Jb <= Js * (1 + 1e-4)).all(), (Jb / Js - 1).max()
     np.testing.assert_allclose(Jz, [r[2] for r in ref], rtol=1e-9)
@@ -212,7 +213,7 @@ def test_metrics_cost_ratio():
     assert control.metrics(DI, x0, target, np.zeros_like(u), u)['success'] < 0.5
     # bounded system: out-of-bound predictions are clipped before the rollout, so ratio >= 1 still holds
     x0, target = sample(PEND, 6, 15)
-    u = np.stack([control_solver.solve_reference((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
+    u = np.stack([control_reference.solve_reference((PEND, x0[i], target[i], 4, i))[0] for i in range(6)])[:, :, None]
     assert control.metrics(PEND, x0, target, u, u)['cost_ratio'] == pytest.approx(1.0, abs=1e-12)
     for pred in (u * 3.0, np.zeros_like(u), -u, u + 0.1 * rng.normal(size=u.shape)):
         r = control.rollout(PEND, torch.tensor(x0), torch.tensor(pred))  # unclipped runs fine too

@@ -39,6 +39,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root, for control.py
 import control  # noqa: E402
+import control_reference  # noqa: E402
 import control_solver  # noqa: E402
 from common import save_json, save_npy  # noqa: E402
 
@@ -50,10 +51,10 @@ def verify(system, x0, target, u, args):
     """Re-solve the first --verify examples with --verify_restarts starts (other random seeds) and
     measure how far the stored optimum u [N, H] is from that reference: gap = J / J_reference - 1."""
     n = min(args.verify, len(x0))
-    pb = control_solver.reference_problem(system)
-    J = np.array([control_solver.reference_cost(u[i], pb, x0[i], target[i]) for i in range(n)])
+    pb = control_reference.reference_problem(system)
+    J = np.array([control_reference.reference_cost(u[i], pb, x0[i], target[i]) for i in range(n)])
     tasks = [(system, x0[i], target[i], args.verify_restarts, [args.seed, 99, i]) for i in range(n)]
-    J_ref = np.array([r[1] for r in control_solver.run_reference(tasks, args.num_proc, 'verify')])
+    J_ref = np.array([r[1] for r in control_reference.run_reference(tasks, args.num_proc, 'verify')])
     gap = J / np.minimum(J_ref, J) - 1
     return {'verify_n': n, 'verify_restarts': args.verify_restarts, 'verify_frac_within_1e-6': float(np.mean(gap <= 1e-6)),
             'verify_frac_better': float(np.mean(J < J_ref * (1 - 1e-6))),  # the stored optimum beats the reference
