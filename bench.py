@@ -448,8 +448,9 @@ if presets:
 elif estimate:
     estimate_run()
 elif ablate:  # ablate.py's grid runner, with the train.py keys given here (not bench.py's own)
-    run_ablation(ablate, [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=')[0] in DEFAULTS
-                          and a[2:].split('=')[0] not in BENCH_KEYS], ablate_dir)
+    missing = run_ablation(ablate, [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=')[0] in DEFAULTS
+                                    and a[2:].split('=')[0] not in BENCH_KEYS], ablate_dir)
+    sys.exit(1 if missing else 0)  # as ablate.py: a run that failed makes the grid fail
 elif sample:
     sampling()
 elif halting:

@@ -169,3 +169,6 @@ def test_ablate_tabulates_the_runs_that_finished_when_one_fails_and_table_only_t
                for n, s in (('ok', 2), ('bad', 1), ('bad', 2)))
     with open(root / 'results.csv') as f:
         assert [(r['setting'], r['seed']) for r in csv.DictReader(f)] == [('ok', '1')]
+    # bench.py --ablate runs the same grid and fails the same way
+    proc = run('bench.py', run_dir, '--ablate=grid.py', check=False)
+    assert proc.returncode == 1 and (root / 'ok' / 'seed2' / 'ablate.json').exists(), proc.stdout[-2000:]
