@@ -5,7 +5,7 @@
 # whole-split eval costs ~2 minutes); exact.png plots exact match at the halting step against wall time (evals
 # included). The final point over the whole test split: python eval.py --out_dir=<the seeds' dirs> --eval_iters=0
 #   python data/sudoku/prepare.py --difficulty=medium --n_train=1000 --n_test=1000 --out_dir=data/sudoku_medium
-#   python ablate.py config/ablate/sudoku_time.py --jobs=2     # 2 settings x 3 seeds x 1 hour: 3 h on 2 cores
+#   python ablate.py config/ablate/sudoku_time.py --jobs=2     # 3 settings x 3 seeds x 1 hour: 4.5 h on 2 cores
 config = 'config/sudoku_cpu.py'
 budget = {'seconds': 3600}
 common = {'dataset': 'sudoku_medium', 'max_seconds': 3600, 'eval_interval': 500, 'eval_iters': 4}
@@ -13,4 +13,5 @@ seeds = [1337, 1338, 1339]
 settings = {
     'trm mlp_t': {},
     'recursion off': {'recursion': False},  # the same parameters, one net call per token
+    'trm attention': {'mixer': 'attention'},  # self-attention with RoPE in place of the MLP over the 81 cells
 }
