@@ -112,7 +112,7 @@ def run_ablation(path, train_args=(), ablate_dir='', jobs=1, seeds=None, table_o
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)
-        print(f"{name}: python train.py {' '.join(args)}", flush=True)
+        print(f"{name}: python train.py {' '.join(args)}\n", end='', flush=True)  # one write: jobs print at once
         wall = train_run(args, run_dir, seconds, threads=1 if jobs > 1 else None)
         if wall is not None:
             with open(done_path, 'w') as f:
@@ -245,7 +245,7 @@ def train_run(args, run_dir, seconds, threads=None):
             proc = subprocess.run([sys.executable, TRAIN_PY, *args, '--init_from=resume', '--eval_only=True'],
                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
-        print(f"error: train.py failed in {run_dir} (exit {proc.returncode}); see {run_dir}/train.log", flush=True)
+        print(f"error: train.py failed in {run_dir} (exit {proc.returncode}); see {run_dir}/train.log\n", end='', flush=True)
         return None
     return wall
 
